@@ -24,12 +24,15 @@ def expected_errors() -> tuple[type[BaseException], ...]:
     return (*EXPECTED_ERRORS, ChainError, CryptoError)
 
 
-def setup_logging(config: Config | None, level: str | None = None) -> None:
-    section = config.section("logging") if config else {"level": "INFO", "format": "%(levelname)s %(message)s", "file": ""}
-    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
-    if section.get("file"):
-        handlers = [logging.FileHandler(config.path("logging.file") if config else section["file"])]
-    logging.basicConfig(level=(level or section["level"]).upper(), format=section["format"], handlers=handlers, force=True)
+def setup_logging(config: Config, level: str | None = None) -> None:
+    """Configure logging from the [logging] section (to a file when `logging.file` is set)."""
+    section = config.section("logging")
+    handler: logging.Handler = (
+        logging.FileHandler(config.path("logging.file")) if section["file"] else logging.StreamHandler(sys.stderr)
+    )
+    logging.basicConfig(
+        level=(level or section["level"]).upper(), format=section["format"], handlers=[handler], force=True
+    )
 
 
 def run_cli(name: str, main: Callable[[], int | None]) -> None:

@@ -104,7 +104,11 @@ def init_chain(config: Config, reset: bool = False) -> dict[str, Any]:
         keystore.save_keystore(ks_path, account)
         created = True
     address = keystore.load_keystore(keystore_file(ks_path))["address"]
-    return {"operator": checksum("0x" + str(address).removeprefix("0x")), "data_dir": str(spec.data_dir), "created": created}
+    return {
+        "operator": checksum("0x" + str(address).removeprefix("0x")),
+        "data_dir": str(spec.data_dir),
+        "created": created,
+    }
 
 
 def init_chain_main() -> int:
@@ -112,7 +116,8 @@ def init_chain_main() -> int:
     parser.add_argument("--reset", action="store_true", help="forget the chain state and the deployment")
     args = parser.parse_args()
     info = init_chain(_config(args), reset=args.reset)
-    print(f"operator account {info['operator']} ({'created' if info['created'] else 'existing'}); data in {info['data_dir']}")
+    state = "created" if info["created"] else "existing"
+    print(f"operator account {info['operator']} ({state}); data in {info['data_dir']}")
     return 0
 
 

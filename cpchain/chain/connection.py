@@ -32,7 +32,7 @@ def connect_url(url: str, timeout: float = 10.0) -> Web3:
     # geth --dev (clique era) and some remote chains put extra data in the header.
     w3.middleware_onion.inject(ExtraDataToPOAMiddleware, layer=0)
     try:
-        w3.eth.chain_id
+        _ = w3.eth.chain_id
     except Exception as exc:  # requests raises a zoo of connection errors
         raise NodeUnreachable(f"chain node at {url} is not answering ({type(exc).__name__})") from None
     return w3

@@ -117,9 +117,7 @@ class Escrow:
 
     def __init__(self, w3: Web3, deployment: Deployment) -> None:
         if w3.eth.chain_id != deployment.chain_id:
-            raise ContractNotDeployed(
-                f"registrar names chain {deployment.chain_id}, node is chain {w3.eth.chain_id}"
-            )
+            raise ContractNotDeployed(f"registrar names chain {deployment.chain_id}, node is chain {w3.eth.chain_id}")
         if not w3.eth.get_code(deployment.address):
             raise ContractNotDeployed(f"no contract code at {deployment.address}; run bin/deploy-contract")
         self.w3 = w3

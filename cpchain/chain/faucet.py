@@ -143,7 +143,7 @@ def make_handler(faucet: Faucet) -> type[BaseHTTPRequestHandler]:
                 raise FaucetRefused("request too large", HTTPStatus.REQUEST_ENTITY_TOO_LARGE)
             return self.rfile.read(length)
 
-        def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+        def do_GET(self) -> None:
             if self.path == "/":
                 self._page(HTTPStatus.OK, f"Enter your address to receive {amount} CPC.")
             elif self.path == "/api/status":
@@ -151,7 +151,7 @@ def make_handler(faucet: Faucet) -> type[BaseHTTPRequestHandler]:
             else:
                 self._json(HTTPStatus.NOT_FOUND, {"error": "not found"})
 
-        def do_POST(self) -> None:  # noqa: N802
+        def do_POST(self) -> None:
             is_api = self.path == "/api/fund"
             if not is_api and self.path != "/":
                 self._json(HTTPStatus.NOT_FOUND, {"error": "not found"})

@@ -8,12 +8,12 @@ succeed and explain the others with the contract's own reason.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 
 from cpchain.types import OrderState, OrderStatus, OrderTerms, Role, Verdict
 
 
-class Action(str, Enum):
+class Action(StrEnum):
     SELLER_CONFIRM = "sellerConfirm"
     BUYER_WITHDRAW = "buyerWithdraw"
     PROXY_FETCHED = "proxyFetched"

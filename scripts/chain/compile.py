@@ -17,10 +17,10 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-import solcx  # noqa: E402
-from solcx.wrapper import get_solc_version  # noqa: E402
+import solcx
+from solcx.wrapper import get_solc_version
 
-from cpchain.chain.artifact import (  # noqa: E402
+from cpchain.chain.artifact import (
     ARTIFACT_PATH,
     CONTRACT_NAME,
     EVM_VERSION,
