@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from cpchain.chain.cli import deploy_contract, init_chain
-from cpchain.chain.connection import connect
+from cpchain.chain.connection import checksum, connect
 from cpchain.chain.errors import ChainError
 from cpchain.chain.escrow import registrar_path
 from cpchain.chain.node import NodeSpec
@@ -38,7 +38,7 @@ def services(config: Config) -> list[Service]:
 def _wait_funded(config: Config, address: str, timeout: float = 30.0) -> None:
     w3 = connect(config)
     deadline = time.monotonic() + timeout
-    while w3.eth.get_balance(address) == 0:
+    while w3.eth.get_balance(checksum(address)) == 0:
         if time.monotonic() > deadline:
             raise ChainError(f"operator {address} was not funded by the chain node")
         time.sleep(0.2)

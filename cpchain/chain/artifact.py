@@ -20,7 +20,7 @@ ARTIFACT_PATH = Path(__file__).with_name("assets") / f"{CONTRACT_NAME}.json"
 SOLC_VERSION = "0.8.37"
 # solc 0.8.37 defaults to "osaka"; cancun runs on anvil and on the in-process chain.
 EVM_VERSION = "cancun"
-OPTIMIZER_RUNS = 1000
+OPTIMIZER_RUNS = 20000
 
 
 def source_digest(source: str) -> str:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any, cast
 
+from eth_typing import ChecksumAddress
+
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from web3 import EthereumTesterProvider, HTTPProvider, Web3
@@ -51,12 +53,11 @@ def dev_bank(w3: Web3) -> LocalAccount:
     """The in-process chain's first funded account (its key is public: dev use only)."""
     if not is_in_process(w3):
         raise ChainError("dev_bank is only defined for the in-process chain")
-    provider = cast(EthereumTesterProvider, w3.provider)
-    key = provider.ethereum_tester.backend.account_keys[0]
+    key = _tester(w3).backend.account_keys[0]
     return cast(LocalAccount, Account.from_key(key.to_bytes()))
 
 
-def checksum(address: str) -> str:
+def checksum(address: str) -> ChecksumAddress:
     """A checksummed address, or InvalidAddress with a clear message."""
     if not isinstance(address, str) or not Web3.is_address(address):
         raise InvalidAddress(f"not an address: {address!r}")
@@ -71,7 +72,7 @@ def checksum(address: str) -> str:
 def time_travel(w3: Web3, seconds: int) -> None:
     """Move the chain's clock forward by `seconds` and mine a block at the new time."""
     if is_in_process(w3):
-        tester = cast(EthereumTesterProvider, w3.provider).ethereum_tester
+        tester = _tester(w3)
         latest = w3.eth.get_block("latest")["timestamp"]
         tester.time_travel(int(latest) + seconds)
         return
@@ -81,16 +82,21 @@ def time_travel(w3: Web3, seconds: int) -> None:
 
 def snapshot(w3: Web3) -> Any:
     if is_in_process(w3):
-        return cast(EthereumTesterProvider, w3.provider).ethereum_tester.take_snapshot()
+        return _tester(w3).take_snapshot()
     return _rpc(w3, "evm_snapshot", [])
 
 
 def revert(w3: Web3, snapshot_id: Any) -> None:
     if is_in_process(w3):
-        cast(EthereumTesterProvider, w3.provider).ethereum_tester.revert_to_snapshot(snapshot_id)
+        _tester(w3).revert_to_snapshot(snapshot_id)
         return
     if not _rpc(w3, "evm_revert", [snapshot_id]):
         raise ChainError(f"snapshot {snapshot_id} could not be restored")
+
+
+def _tester(w3: Web3) -> Any:
+    """The eth-tester instance behind an in-process Web3."""
+    return cast(EthereumTesterProvider, w3.provider).ethereum_tester
 
 
 def _rpc(w3: Web3, method: str, params: list[Any]) -> Any:

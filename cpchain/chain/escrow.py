@@ -14,8 +14,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from eth_abi import encode as abi_encode
-from eth_utils import keccak
+from eth_abi.abi import encode as abi_encode
+from eth_utils.crypto import keccak
+from eth_typing import ChecksumAddress
 from web3 import Web3
 from web3.contract import Contract
 from web3.logs import DISCARD
@@ -54,7 +55,7 @@ class EscrowParams:
 class Deployment:
     """Where the contract lives: written to the registrar file, read by every client."""
 
-    address: str
+    address: ChecksumAddress
     chain_id: int
     block: int
 
@@ -267,6 +268,32 @@ class BuyerAgent(PartyAgent):
         time_allowed: int,
     ) -> int:
         """Pay `price` wei into escrow; returns the new order id."""
+        return self.place_order_with_receipt(
+            desc_hash=desc_hash,
+            data_hash=data_hash,
+            buyer_key=buyer_key,
+            seller=seller,
+            proxy=proxy,
+            proxy2=proxy2,
+            price=price,
+            fee=fee,
+            time_allowed=time_allowed,
+        )[0]
+
+    def place_order_with_receipt(
+        self,
+        *,
+        desc_hash: bytes | str,
+        data_hash: bytes | str,
+        buyer_key: bytes | str,
+        seller: str,
+        proxy: str,
+        proxy2: str | None = None,
+        price: int,
+        fee: int,
+        time_allowed: int,
+    ) -> tuple[int, TxReceipt]:
+        """As place_order, also returning the transaction receipt."""
         if not 0 < price <= UINT96_MAX:
             raise InvalidArgument("price must be positive and below 2**96 wei")
         if not 0 <= fee <= UINT96_MAX:
@@ -287,7 +314,7 @@ class BuyerAgent(PartyAgent):
         events = self.escrow.contract.events.OrderPlaced().process_receipt(receipt, errors=DISCARD)
         if not events:
             raise ChainError("placeOrder succeeded but emitted no OrderPlaced event")
-        return int(events[0]["args"]["id"])
+        return int(events[0]["args"]["id"]), receipt
 
     def withdraw(self, order_id: int) -> TxReceipt:
         return self._order_call("buyerWithdraw", order_id)

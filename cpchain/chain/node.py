@@ -15,9 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from web3 import Web3
+from web3.types import Wei
 
 from cpchain.chain.artifact import REPO_ROOT
-from cpchain.chain.connection import connect_url
+from cpchain.chain.connection import checksum, connect_url
 from cpchain.chain.errors import ChainError, NodeUnreachable
 from cpchain.config import Config
 
@@ -99,6 +100,7 @@ def wait_ready(url: str, timeout: float = 30.0, proc: subprocess.Popen[bytes] | 
 
 def fund_operator(w3: Web3, operator: str, kind: str) -> bool:
     """Give the operator its genesis funds once (a fresh chain); True if it was funded now."""
+    operator = checksum(operator)
     if w3.eth.get_balance(operator) > 0:
         return False
     if kind == "anvil":
@@ -106,6 +108,6 @@ def fund_operator(w3: Web3, operator: str, kind: str) -> bool:
         return True
     # geth --dev: its only funded account is the node's ephemeral dev account.
     dev = w3.eth.accounts[0]
-    tx = w3.eth.send_transaction({"from": dev, "to": operator, "value": w3.eth.get_balance(dev) // 2})
+    tx = w3.eth.send_transaction({"from": dev, "to": operator, "value": Wei(w3.eth.get_balance(dev) // 2)})
     w3.eth.wait_for_transaction_receipt(tx)
     return True

@@ -9,16 +9,16 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any
+from typing import Any, cast
 
-from eth_abi import decode as abi_decode
+from eth_abi.abi import decode as abi_decode
 from eth_account.signers.local import LocalAccount
-from eth_utils import keccak
+from eth_utils.crypto import keccak
 from hexbytes import HexBytes
 from web3 import Web3
 from web3.contract.contract import ContractFunction
 from web3.exceptions import ContractCustomError, ContractLogicError, TimeExhausted, Web3RPCError
-from web3.types import TxParams, TxReceipt
+from web3.types import Nonce, TxParams, TxReceipt, Wei
 
 from cpchain.chain.errors import ChainError, ContractRevert, TransactionFailed
 
@@ -80,19 +80,20 @@ class TxSender:
         self.timeout = timeout
         self.poll_interval = poll_interval
         self.confirmations = confirmations
+        # Serialises nonce assignment; the node's pending count is the source of truth,
+        # so a dropped transaction or a reorg never leaves a stale local nonce behind.
         self._lock = threading.Lock()
-        self._next_nonce: int | None = None
 
     def call(self, fn: ContractFunction, value: int = 0) -> Any:
         """A read-only call from this account (reverts become ContractRevert)."""
         try:
-            return fn.call({"from": self.address, "value": value})
+            return fn.call(cast(TxParams, {"from": self.address, "value": value}))
         except Exception as exc:
             raise self._translate(exc, fn.fn_name) from None
 
     def transact(self, fn: ContractFunction, value: int = 0, gas: int | None = None) -> TxReceipt:
         """Send a contract call and wait for its receipt; a refusal raises ContractRevert."""
-        params: TxParams = {"from": self.address, "value": value}  # type: ignore[typeddict-item]
+        params = cast(TxParams, {"from": self.address, "value": value})
         label = getattr(fn, "fn_name", "constructor")
         try:
             if gas is None:
@@ -105,7 +106,7 @@ class TxSender:
 
     def send_value(self, to: str, value: int) -> TxReceipt:
         """A plain transfer of `value` wei."""
-        tx: TxParams = {"from": self.address, "to": Web3.to_checksum_address(to), "value": value}
+        tx = cast(TxParams, {"from": self.address, "to": Web3.to_checksum_address(to), "value": value})
         try:
             tx["gas"] = self.w3.eth.estimate_gas(tx)
         except Exception as exc:
@@ -121,27 +122,24 @@ class TxSender:
             return
         tip = self.w3.eth.max_priority_fee
         tx["maxPriorityFeePerGas"] = tip
-        tx["maxFeePerGas"] = 2 * int(base) + tip
+        tx["maxFeePerGas"] = Wei(2 * int(base) + tip)
 
     def _send(self, tx: TxParams, label: str, replay: tuple[ContractFunction, int] | None = None) -> TxReceipt:
         with self._lock:
-            pending = self.w3.eth.get_transaction_count(self.address, "pending")
-            nonce = max(pending, self._next_nonce or 0)
-            tx["nonce"] = nonce
+            tx["nonce"] = Nonce(self.w3.eth.get_transaction_count(self.address, "pending"))
             signed = self.account.sign_transaction(tx)  # type: ignore[arg-type]
             try:
                 tx_hash = self.w3.eth.send_raw_transaction(signed.raw_transaction)
             except Exception as exc:
-                self._next_nonce = None
                 raise self._translate(exc, label) from None
-            self._next_nonce = nonce + 1
         receipt = self._wait(tx_hash, label)
         if receipt["status"] != 1:
             reason = None
             if replay is not None:
                 fn, value = replay
                 try:
-                    fn.call({"from": self.address, "value": value}, block_identifier=receipt["blockNumber"] - 1)
+                    params = cast(TxParams, {"from": self.address, "value": value})
+                    fn.call(params, block_identifier=receipt["blockNumber"] - 1)
                 except Exception as exc:
                     reason = revert_reason(exc)
             if reason:
@@ -149,7 +147,7 @@ class TxSender:
             raise TransactionFailed(f"{label}: transaction {tx_hash.hex()} failed on chain")
         return receipt
 
-    def _wait(self, tx_hash: bytes, label: str) -> TxReceipt:
+    def _wait(self, tx_hash: HexBytes, label: str) -> TxReceipt:
         try:
             receipt = self.w3.eth.wait_for_transaction_receipt(
                 tx_hash, timeout=self.timeout, poll_latency=self.poll_interval
