@@ -18,11 +18,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from eth_account import Account  # noqa: E402
+from eth_account import Account
 
-from cpchain.chain.escrow import BuyerAgent, Escrow, EscrowParams, ProxyAgent, SellerAgent, deploy  # noqa: E402
-from cpchain.chain.node import anvil_binary, wait_ready  # noqa: E402
-from cpchain.chain.tx import TxSender  # noqa: E402
+from cpchain.chain.escrow import BuyerAgent, Escrow, EscrowParams, ProxyAgent, SellerAgent, deploy
+from cpchain.chain.node import anvil_binary, wait_ready
+from cpchain.chain.tx import TxSender
 
 ETHER = 10**18
 # Quoted from the issue: the 2018 contract (solc 0.4.24, optimizer) on anvil, same trade.

@@ -9,10 +9,9 @@ from __future__ import annotations
 
 from typing import Any, cast
 
-from eth_typing import ChecksumAddress
-
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
+from eth_typing import ChecksumAddress
 from web3 import EthereumTesterProvider, HTTPProvider, Web3
 from web3.middleware import ExtraDataToPOAMiddleware
 

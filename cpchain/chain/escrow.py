@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from eth_abi.abi import encode as abi_encode
-from eth_utils.crypto import keccak
 from eth_typing import ChecksumAddress
+from eth_utils.crypto import keccak
 from web3 import Web3
 from web3.contract import Contract
 from web3.logs import DISCARD

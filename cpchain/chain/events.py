@@ -76,15 +76,16 @@ class MemoryCheckpoint:
         self.block = block
 
 
-def _event_signature(abi: dict[str, Any]) -> bytes:
+def _event_signature(abi: Any) -> bytes:
     types = ",".join(_abi_type(i) for i in abi["inputs"])
     return keccak(text=f"{abi['name']}({types})")
 
 
-def _abi_type(item: dict[str, Any]) -> str:
-    if item["type"].startswith("tuple"):
-        return "(" + ",".join(_abi_type(c) for c in item["components"]) + ")" + item["type"][5:]
-    return str(item["type"])
+def _abi_type(item: Any) -> str:
+    kind = str(item["type"])
+    if kind.startswith("tuple"):
+        return "(" + ",".join(_abi_type(c) for c in item["components"]) + ")" + kind[5:]
+    return kind
 
 
 class EventFollower:

@@ -84,9 +84,9 @@ def test_a_named_file_that_is_missing_is_an_error(tmp_path: Path) -> None:
 
 def test_missing_and_empty_keys_are_named(tmp_path: Path) -> None:
     config = load_config(env={"CPCHAIN_HOME": str(tmp_path)})
-    with pytest.raises(ConfigError, match="missing key 'chain.nothing'"):
+    with pytest.raises(ConfigError, match=r"missing key 'chain\.nothing'"):
         config.get("chain.nothing")
-    with pytest.raises(ConfigError, match="missing key 'chain.remote_provider_addr' \\(it is empty\\)"):
+    with pytest.raises(ConfigError, match=r"missing key 'chain\.remote_provider_addr' \(it is empty\)"):
         config.require("chain.remote_provider_addr")
 
 
@@ -94,7 +94,7 @@ def test_overrides_are_validated_like_files(tmp_path: Path) -> None:
     config = load_config(env={"CPCHAIN_HOME": str(tmp_path)})
     assert config.with_overrides({"chain": {"mode": "test"}}).get("chain.mode") == "test"
     assert config.get("chain.mode") == "local"  # the original is unchanged
-    with pytest.raises(ConfigError, match="unknown key 'chain.bogus'"):
+    with pytest.raises(ConfigError, match=r"unknown key 'chain\.bogus'"):
         config.with_overrides({"chain": {"bogus": 1}})
 
 
