@@ -150,6 +150,17 @@ def run_node_main() -> int:
     return proc.wait()
 
 
+def fund_operator_main() -> int:
+    parser = _parser("Fund the operator account from a fresh dev node (anvil or geth --dev).")
+    args = parser.parse_args()
+    config = _config(args)
+    operator = operator_account(config).address
+    w3 = node.wait_ready(config.require("chain.local_provider_addr"))
+    funded = node.fund_operator(w3, operator, node.client_kind(w3))
+    print(f"operator {operator} {'funded' if funded else 'already funded'}")
+    return 0
+
+
 # ---------------------------------------------------------------- bin/deploy-contract
 
 
@@ -218,6 +229,10 @@ def main_init() -> None:
 
 def main_node() -> None:
     run_cli("eth-run-geth", run_node_main)
+
+
+def main_fund() -> None:
+    run_cli("eth-fund-operator", fund_operator_main)
 
 
 def main_deploy() -> None:

@@ -102,7 +102,10 @@ def registrar_path(config: Config) -> Path:
 
 
 def _bytes32(value: bytes | str, name: str) -> bytes:
-    raw = bytes.fromhex(value.removeprefix("0x")) if isinstance(value, str) else bytes(value)
+    try:
+        raw = bytes.fromhex(value.removeprefix("0x")) if isinstance(value, str) else bytes(value)
+    except (ValueError, TypeError):
+        raise InvalidArgument(f"{name} must be 32 bytes or 64 hex digits") from None
     if len(raw) != 32:
         raise InvalidArgument(f"{name} must be 32 bytes, got {len(raw)}")
     return raw

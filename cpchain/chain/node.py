@@ -98,6 +98,11 @@ def wait_ready(url: str, timeout: float = 30.0, proc: subprocess.Popen[bytes] | 
             time.sleep(0.2)
 
 
+def client_kind(w3: Web3) -> str:
+    """'anvil' or 'geth', from the node's own client version string."""
+    return "anvil" if str(w3.client_version).lower().startswith("anvil") else "geth"
+
+
 def fund_operator(w3: Web3, operator: str, kind: str) -> bool:
     """Give the operator its genesis funds once (a fresh chain); True if it was funded now."""
     operator = checksum(operator)

@@ -7,6 +7,7 @@ A revert surfaces as ContractRevert with the contract's reason, whichever node a
 
 from __future__ import annotations
 
+import ast
 import threading
 import time
 from typing import Any, cast
@@ -38,9 +39,17 @@ def _revert_data(exc: BaseException) -> bytes | None:
         if isinstance(item, (bytes, bytearray)):
             return bytes(item)
         if isinstance(item, str):
-            text = item.strip()
+            text = item.strip().removeprefix("execution reverted:").strip()
             if text.startswith("0x") and all(c in "0123456789abcdefABCDEF" for c in text[2:]):
                 return bytes(HexBytes(text))
+            if text[:2] in ('b"', "b'"):
+                # eth-tester reports eth_call reverts as the repr of the raw bytes.
+                try:
+                    raw = ast.literal_eval(text)
+                except (ValueError, SyntaxError):
+                    continue
+                if isinstance(raw, bytes):
+                    return raw
     return None
 
 
@@ -134,18 +143,28 @@ class TxSender:
                 raise self._translate(exc, label) from None
         receipt = self._wait(tx_hash, label)
         if receipt["status"] != 1:
-            reason = None
-            if replay is not None:
-                fn, value = replay
-                try:
-                    params = cast(TxParams, {"from": self.address, "value": value})
-                    fn.call(params, block_identifier=receipt["blockNumber"] - 1)
-                except Exception as exc:
-                    reason = revert_reason(exc)
+            reason = self._replay_reason(replay, receipt["blockNumber"]) if replay else None
             if reason:
                 raise ContractRevert(reason, label)
-            raise TransactionFailed(f"{label}: transaction {tx_hash.hex()} failed on chain")
+            raise TransactionFailed(f"{label}: transaction 0x{bytes(tx_hash).hex()} failed on chain")
         return receipt
+
+    def _replay_reason(self, replay: tuple[ContractFunction, int], block: int) -> str | None:
+        """Why a mined transaction failed: re-run it as a call in its block's context.
+
+        The call sees the block's timestamp (so a deadline that passed between estimate and
+        mining is reported as such); "latest" is the fallback for nodes without history.
+        """
+        fn, value = replay
+        params = cast(TxParams, {"from": self.address, "value": value})
+        for block_id in (block, "latest"):
+            try:
+                fn.call(params, block_identifier=block_id)
+            except Exception as exc:
+                reason = revert_reason(exc)
+                if reason and not reason.startswith("undecodable"):
+                    return reason
+        return None
 
     def _wait(self, tx_hash: HexBytes, label: str) -> TxReceipt:
         try:
