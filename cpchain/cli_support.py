@@ -20,8 +20,9 @@ def expected_errors() -> tuple[type[BaseException], ...]:
     """Exception types that mean bad input or environment, not a bug."""
     from cpchain.chain.errors import ChainError
     from cpchain.crypto.errors import CryptoError
+    from cpchain.services import ServiceError
 
-    return (*EXPECTED_ERRORS, ChainError, CryptoError)
+    return (*EXPECTED_ERRORS, ChainError, CryptoError, ServiceError)
 
 
 def setup_logging(config: Config, level: str | None = None) -> None:

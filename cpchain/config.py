@@ -18,6 +18,7 @@ from typing import Any
 
 DEFAULTS_PATH = Path(__file__).with_name("cpchain.toml")
 CHAIN_MODES = ("test", "local", "remote")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
 class ConfigError(Exception):
@@ -30,6 +31,8 @@ def _read_toml(path: Path) -> dict[str, Any]:
             return tomllib.load(fh)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a UTF-8 text file") from None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
 
@@ -128,6 +131,8 @@ def _validate(data: dict[str, Any], source: Path) -> None:
         raise ConfigError(f"{source}: missing key 'chain.remote_provider_addr' (required when chain.mode is remote)")
     if data["core"]["mode"] not in ("wallet", "proxy", "market"):
         raise ConfigError(f"{source}: key 'core.mode' must be wallet, proxy or market")
+    if str(data["logging"]["level"]).upper() not in LOG_LEVELS:
+        raise ConfigError(f"{source}: key 'logging.level' must be one of {', '.join(LOG_LEVELS)}")
 
 
 def load_config(path: Path | str | None = None, env: Mapping[str, str] | None = None) -> Config:

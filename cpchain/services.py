@@ -14,6 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 
+class ServiceError(Exception):
+    """A service could not be started: its port is taken, or it exited or hung at start."""
+
+
 @dataclass(frozen=True)
 class Service:
     name: str
@@ -51,7 +55,7 @@ class Service:
         if running is not None:
             return running, False
         if self.port is not None and port_open(self.host, self.port):
-            raise RuntimeError(f"{self.name}: port {self.host}:{self.port} is already in use by another process")
+            raise ServiceError(f"{self.name}: port {self.host}:{self.port} is already in use by another process")
         self.run_dir.mkdir(parents=True, exist_ok=True)
         with self.logfile.open("ab") as log:
             proc = subprocess.Popen(
@@ -64,9 +68,9 @@ class Service:
             while not port_open(self.host, self.port):
                 if proc.poll() is not None:
                     self.pidfile.unlink(missing_ok=True)
-                    raise RuntimeError(f"{self.name} exited with code {proc.returncode}; see {self.logfile}")
+                    raise ServiceError(f"{self.name} exited with code {proc.returncode}; see {self.logfile}")
                 if time.monotonic() > deadline:
-                    raise RuntimeError(f"{self.name} did not open {self.host}:{self.port}; see {self.logfile}")
+                    raise ServiceError(f"{self.name} did not open {self.host}:{self.port}; see {self.logfile}")
                 time.sleep(0.2)
         return proc.pid, True
 
@@ -97,7 +101,16 @@ def _alive(pid: int) -> bool:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    return True
+    return not _is_zombie(pid)
+
+
+def _is_zombie(pid: int) -> bool:
+    """An exited process its parent has not reaped yet counts as stopped."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[-1].split()[0] == "Z"
 
 
 def _is_group_leader(pid: int) -> bool:

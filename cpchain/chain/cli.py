@@ -132,8 +132,11 @@ def run_node_main() -> int:
     spec = node.NodeSpec.from_config(config)
     kind = node.node_kind()
     proc = subprocess.Popen(node.node_command(spec, kind), start_new_session=True)
+    stopping = False
 
     def forward(signum: int, _frame: Any) -> None:
+        nonlocal stopping
+        stopping = True
         proc.send_signal(signum)
 
     signal.signal(signal.SIGTERM, forward)
@@ -147,7 +150,9 @@ def run_node_main() -> int:
         proc.terminate()
         proc.wait()
         raise
-    return proc.wait()
+    code = proc.wait()
+    # Asked to stop: the node ending on our forwarded signal is a clean exit.
+    return 0 if stopping else code
 
 
 def fund_operator_main() -> int:

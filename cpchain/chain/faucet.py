@@ -10,6 +10,7 @@ from __future__ import annotations
 import html
 import json
 import logging
+import math
 import threading
 import time
 from collections import deque
@@ -74,7 +75,7 @@ class Faucet:
                 raise FaucetRefused("the faucet is busy; try again in a minute", HTTPStatus.TOO_MANY_REQUESTS, 60)
             last = self._last_paid.get(address)
             if last is not None and now - last < self.policy.per_address_seconds:
-                wait = int(self.policy.per_address_seconds - (now - last)) + 1
+                wait = math.ceil(self.policy.per_address_seconds - (now - last))
                 raise FaucetRefused(
                     f"{address} was funded recently; try again in {wait} s", HTTPStatus.TOO_MANY_REQUESTS, wait
                 )
@@ -85,6 +86,8 @@ class Faucet:
         except ChainError as exc:
             with self._lock:
                 self._last_paid.pop(address, None)
+                if now in self._recent:
+                    self._recent.remove(now)
             log.warning("faucet payment to %s failed: %s", address, exc)
             raise FaucetRefused(f"payment failed: {exc}", HTTPStatus.SERVICE_UNAVAILABLE) from None
         log.info("funded %s with %d wei", address, self.policy.amount_wei)
@@ -138,8 +141,13 @@ def make_handler(faucet: Faucet) -> type[BaseHTTPRequestHandler]:
             self._send(status, body, "text/html; charset=utf-8")
 
         def _body(self) -> bytes:
-            length = int(self.headers.get("Content-Length") or 0)
+            raw = (self.headers.get("Content-Length") or "0").strip()
+            if not raw.isdigit():
+                self.close_connection = True
+                raise FaucetRefused("bad Content-Length", HTTPStatus.BAD_REQUEST)
+            length = int(raw)
             if length > MAX_BODY:
+                self.close_connection = True
                 raise FaucetRefused("request too large", HTTPStatus.REQUEST_ENTITY_TOO_LARGE)
             return self.rfile.read(length)
 
