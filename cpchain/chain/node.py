@@ -74,7 +74,7 @@ def node_command(spec: NodeSpec, kind: str | None = None) -> list[str]:
         return cmd
     anvil = anvil_binary()
     if anvil is None:
-        raise ChainError("anvil not found: run `npm ci` in the repository root")
+        raise ChainError("anvil not found: run bin/setup")
     cmd = [
         anvil, "--host", spec.host, "--port", str(spec.port), "--chain-id", str(spec.chain_id),
         "--accounts", "0", "--prune-history", "--state", str(spec.data_dir / "anvil-state.json"),

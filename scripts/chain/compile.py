@@ -44,7 +44,7 @@ def find_solc() -> str:
     if native and str(get_solc_version(native)) == SOLC_VERSION:
         return native
     if not (REPO_ROOT / "node_modules" / "solc").is_dir():
-        raise CompileError("no solc found: run `npm ci` in the repository root (installs npm solc)")
+        raise CompileError("no solc found: run bin/setup (installs npm solc)")
     return str(SHIM)
 
 
