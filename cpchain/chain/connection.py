@@ -71,9 +71,10 @@ def checksum(address: str) -> ChecksumAddress:
 def time_travel(w3: Web3, seconds: int) -> None:
     """Move the chain's clock forward by `seconds` and mine a block at the new time."""
     if is_in_process(w3):
-        tester = _tester(w3)
-        latest = w3.eth.get_block("latest")["timestamp"]
-        tester.time_travel(int(latest) + seconds)
+        # eth-tester's pending block already follows the wall clock; travel from whichever
+        # is later, or it refuses to go "backwards".
+        now = max(int(w3.eth.get_block(b)["timestamp"]) for b in ("latest", "pending"))
+        _tester(w3).time_travel(now + seconds)
         return
     _rpc(w3, "evm_increaseTime", [seconds])
     _rpc(w3, "evm_mine", [])

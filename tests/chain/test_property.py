@@ -12,6 +12,7 @@ import os
 from collections import Counter
 
 import hypothesis.strategies as st
+import pytest
 from hypothesis import HealthCheck, given, settings
 
 from cpchain.chain.connection import revert, snapshot, time_travel
@@ -167,11 +168,13 @@ class EscrowMachine:
                 for who in EVERYONE
                 if refusal(a, terms, status, w.address(who), now, w.escrow.windows, arbiter) is None
             ]
+            # Biased so that the simplest draw (all zeros, which hypothesis tries first)
+            # walks an order through delivery and a dispute: that path is always covered.
             progress = [(a, who) for a, who in allowed if a not in EXITS]
-            if progress and pick % 5:
+            if progress and pick % 5 != 4:
                 allowed = progress
             disputes = [(a, who) for a, who in allowed if a is Action.BUYER_DISPUTE]
-            if disputes and flag:
+            if disputes and not flag:
                 allowed = disputes
             if allowed:
                 action, caller = allowed[(pick // 7) % len(allowed)]
@@ -292,6 +295,7 @@ STAKE_ARGS = st.fixed_dictionaries(
 WAIT_ARGS = st.fixed_dictionaries({"seconds": st.sampled_from([1, 60, 300, 3600, 86400, 8 * 86400])})
 
 
+@pytest.mark.timeout(1200)
 def test_random_call_sequences_keep_escrow_solvent_and_live(world: World) -> None:
     OUTCOMES.clear()
     examples = int(os.environ.get("PDASH_PROPERTY_EXAMPLES", EXAMPLES[world.backend]))
