@@ -8,8 +8,6 @@ TxSender; reads need no account.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +26,7 @@ from cpchain.chain.errors import ChainError, ContractNotDeployed, InvalidArgumen
 from cpchain.chain.lifecycle import Windows
 from cpchain.chain.tx import TxSender
 from cpchain.config import Config
+from cpchain.fsutil import atomic_write_text
 from cpchain.types import Order, OrderState, OrderStatus, OrderTerms, Verdict
 
 ORDER_TUPLE = "(address,address,address,address,uint96,uint96,bytes32,bytes32,bytes32)"
@@ -60,11 +59,7 @@ class Deployment:
     block: int
 
     def save(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".registrar-")
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(asdict(self), fh, indent=1)
-        os.replace(tmp, path)
+        atomic_write_text(path, json.dumps(asdict(self), indent=1))
 
     @classmethod
     def load(cls, path: Path) -> Deployment:
@@ -257,31 +252,9 @@ class PartyAgent(Agent):
 
 
 class BuyerAgent(PartyAgent):
-    def place_order(
-        self,
-        *,
-        desc_hash: bytes | str,
-        data_hash: bytes | str,
-        buyer_key: bytes | str,
-        seller: str,
-        proxy: str,
-        proxy2: str | None = None,
-        price: int,
-        fee: int,
-        time_allowed: int,
-    ) -> int:
-        """Pay `price` wei into escrow; returns the new order id."""
-        return self.place_order_with_receipt(
-            desc_hash=desc_hash,
-            data_hash=data_hash,
-            buyer_key=buyer_key,
-            seller=seller,
-            proxy=proxy,
-            proxy2=proxy2,
-            price=price,
-            fee=fee,
-            time_allowed=time_allowed,
-        )[0]
+    def place_order(self, **terms: Any) -> int:
+        """Pay `price` wei into escrow; returns the new order id (arguments as below)."""
+        return self.place_order_with_receipt(**terms)[0]
 
     def place_order_with_receipt(
         self,

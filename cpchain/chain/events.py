@@ -9,8 +9,6 @@ effects idempotent with `ChainEvent.key` (transaction hash and log index).
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -21,6 +19,7 @@ from eth_utils.crypto import keccak
 from web3.types import LogReceipt
 
 from cpchain.chain.escrow import Escrow
+from cpchain.fsutil import atomic_write_text
 
 
 @dataclass(frozen=True)
@@ -58,11 +57,7 @@ class FileCheckpoint:
             return None
 
     def save(self, block: int) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".checkpoint-")
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump({"block": block}, fh)
-        os.replace(tmp, self.path)
+        atomic_write_text(self.path, json.dumps({"block": block}))
 
 
 class MemoryCheckpoint:

@@ -30,6 +30,8 @@ from typing import BinaryIO
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from cpchain.fsutil import fsync_dir
+
 from .errors import (
     DecryptionFailed,
     InputTooLarge,
@@ -277,21 +279,7 @@ def _atomic_output(dst_path: Path) -> Iterator[BinaryIO]:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
         raise
-    _fsync_dir(directory)
-
-
-def _fsync_dir(directory: Path) -> None:
-    """Persist a rename; best effort because not every platform/fs supports it."""
-    try:
-        dfd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(dfd)
-    except OSError:
-        pass
-    finally:
-        os.close(dfd)
+    fsync_dir(directory)
 
 
 def encrypt_file(

@@ -31,6 +31,8 @@ from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from eth_utils.address import is_hex_address, to_checksum_address
 
+from cpchain.fsutil import fsync_dir
+
 from ._json import loads_limited
 from .ecies import private_key_bytes, private_key_from_bytes, public_key_bytes
 from .errors import (
@@ -140,20 +142,6 @@ def _read_limited(path: Path, what: str) -> bytes:
     if len(data) > _MAX_FILE_BYTES:
         raise KeystoreError(f"{what} {path} is too large")
     return data
-
-
-def _fsync_dir(directory: Path) -> None:
-    """Persist a new directory entry; best effort where unsupported."""
-    try:
-        dfd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(dfd)
-    except OSError:
-        pass
-    finally:
-        os.close(dfd)
 
 
 # --- account keystores -------------------------------------------------------
@@ -390,7 +378,7 @@ def save_keystore(
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
-    _fsync_dir(directory)
+    fsync_dir(directory)
     return final
 
 
