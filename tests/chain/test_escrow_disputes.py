@@ -4,6 +4,8 @@ and the arbiter hand-over. Every test that moves money checks exact balances and
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 
 from cpchain.chain.errors import InvalidAddress
@@ -28,14 +30,14 @@ from tests.chain.test_escrow_lifecycle import (
     order_in,
     proxy_agent,
     refused,
-    reset_nonces,
     state,
 )
 
 
 @pytest.fixture(autouse=True)
-def _fresh_nonces(world: World) -> None:
-    reset_nonces(world)
+def _solvent_after_each_test(world: World) -> Iterator[None]:
+    yield
+    assert_solvent(world)
 
 
 def _proxies(world: World, distinct: bool) -> dict[str, str]:

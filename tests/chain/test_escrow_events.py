@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -14,25 +15,27 @@ from tests.chain.test_escrow_lifecycle import (
     DATA_HASH,
     DISPUTE,
     TIME_ALLOWED,
+    assert_solvent,
     events,
     last_receipt,
     one_event,
     order_in,
     place,
-    reset_nonces,
     travel,
 )
+
+
+@pytest.fixture(autouse=True)
+def _solvent_after_each_test(world: World) -> Iterator[None]:
+    yield
+    assert_solvent(world)
+
 
 ORDER_EVENTS = [
     "OrderPlaced", "SellerConfirmed", "ProxyFetched", "ProxyDelivered", "BuyerConfirmed", "OrderWithdrawn",
     "OrderTimedOut", "BuyerDisputed", "ProxyRuled", "VerdictAnswered", "ArbiterRuled", "DisputeSettled",
     "ProxyRated", "ProxySlashed",
 ]  # fmt: skip
-
-
-@pytest.fixture(autouse=True)
-def _fresh_nonces(world: World) -> None:
-    reset_nonces(world)
 
 
 def _check(world: World, receipt: TxReceipt, name: str, oid: int, **expected: Any) -> None:

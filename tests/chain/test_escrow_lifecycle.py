@@ -1,7 +1,7 @@
 """Escrow order lifecycle on both backends: normal sale, withdrawals, timeouts, deadlines.
 
-The top of this module also holds the helpers every tests/chain/test_escrow_*.py module
-imports (a helper module may not be named test_*, and only test_escrow_* files are ours):
+The top of this module also holds the helpers the other tests/chain/test_escrow_*.py modules
+import (only test_escrow_* files may be added here, so there is no separate helper module):
 balance books net of gas, the solvency check, clock control, order drivers.
 """
 
@@ -35,24 +35,6 @@ CONFIRM = PARAMS.confirm_window
 DISPUTE = PARAMS.dispute_window
 ARBITER = PARAMS.arbiter_window
 UNBONDING = PARAMS.max_time_allowed + CONFIRM + DISPUTE + ARBITER
-
-
-def reset_nonces(world: World) -> None:
-    """Forget the shared agents' cached nonces.
-
-    conftest reverts the chain to a snapshot after every test but keeps the agents' TxSenders,
-    whose `_next_nonce` cache only grows: without this the second test using world.buyer sends
-    a nonce from the future (in-process: rejected; anvil: queued forever, a 120 s timeout).
-    See test_escrow_payouts.py::test_sender_nonce_cache_survives_chain_revert.
-    """
-    for agent in (world.buyer, world.seller, world.proxy, world.proxy2, world.arbiter):
-        agent.sender._next_nonce = None
-    world.bank._next_nonce = None
-
-
-@pytest.fixture(autouse=True)
-def _fresh_nonces(world: World) -> None:
-    reset_nonces(world)
 
 
 @contextmanager
@@ -97,17 +79,29 @@ def escrow_balance(world: World) -> int:
 
 
 def assert_solvent(world: World, extra: Iterable[str] = ()) -> None:
-    """balance == Σ held_by_order over all orders + Σ proxy deposits + Σ deferred payouts."""
+    """balance == Σ held_by_order over all orders + Σ proxy deposits + Σ deferred payouts.
+
+    Deposits are summed over every ProxyDeposited account and deferred payouts over every
+    PayoutDeferred recipient (the only ways in), plus `extra`: a deposit or credit without its
+    event would show up as a surplus.
+    """
     escrow = world.escrow
-    addresses = {a.address for a in world.accounts.values()} | set(extra)
+    since = escrow.deployment.block
+    depositors = {log["args"]["proxy"] for log in escrow.contract.events.ProxyDeposited().get_logs(from_block=since)}
+    creditors = {log["args"]["to"] for log in escrow.contract.events.PayoutDeferred().get_logs(from_block=since)}
     held = 0
     for oid in range(1, escrow.num_orders() + 1):
-        terms = escrow.terms(oid)
-        held += held_by_order(terms, escrow.status(oid).state)
-        addresses |= {terms.buyer, terms.seller, terms.proxy, terms.proxy2}
-    deposits = sum(escrow.proxy_account(a)[0] for a in addresses)
-    deferred = sum(escrow.deferred_payout(a) for a in addresses)
+        held += held_by_order(escrow.terms(oid), escrow.status(oid).state)
+    deposits = sum(escrow.proxy_account(a)[0] for a in depositors | set(extra))
+    deferred = sum(escrow.deferred_payout(a) for a in creditors | set(extra))
     assert escrow_balance(world) == held + deposits + deferred
+
+
+@pytest.fixture(autouse=True)
+def _solvent_after_each_test(world: World) -> Iterator[None]:
+    """Every test module of ours ends each test with the solvency check (before the revert)."""
+    yield
+    assert_solvent(world)
 
 
 def last_receipt(world: World) -> TxReceipt:
@@ -120,7 +114,9 @@ def place(world: World, books: Books | None = None, **overrides: Any) -> int:
     """world.place(), charging the buyer's gas to `books`."""
     oid = world.place(**overrides)
     if books is not None:
-        books.paid("buyer", last_receipt(world))
+        receipt = last_receipt(world)
+        assert receipt["from"] == world.address("buyer")
+        books.paid("buyer", receipt)
     return oid
 
 
@@ -135,15 +131,17 @@ def travel(world: World, seconds: int) -> None:
 def at(world: World, ts: int) -> None:
     """Make the next transaction (and the gas estimates before it) run at block time `ts`.
 
-    eth-tester estimates on the pending block: travel so that it is at `ts`. Anvil estimates on
-    the latest block and mines the next one at wall clock + offset: mine an empty block at `ts`
-    and pin the next block's time to `ts` too.
+    eth-tester estimates on the pending block: travel so that the pending block is at `ts`
+    (time_travel goes forward from the pending block). Anvil estimates on the latest block and
+    mines the next one at wall clock + offset: mine an empty block at `ts` and pin the next
+    block's time to `ts` too.
     """
     w3 = world.w3
     if is_in_process(w3):
-        now = world.escrow.now()
-        assert ts > now, "at() cannot go back in time"
-        time_travel(w3, ts - now)
+        pending = int(w3.eth.get_block("pending")["timestamp"])
+        assert ts >= pending, "at() cannot go back in time"
+        if ts > pending:
+            time_travel(w3, ts - pending)
         assert w3.eth.get_block("pending")["timestamp"] == ts
         return
     for method in ("evm_mine", "evm_setNextBlockTimestamp"):

@@ -10,6 +10,7 @@ an unreachable `min_gas`, always fail.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -38,19 +39,20 @@ from tests.chain.test_escrow_lifecycle import (
     order_in,
     place,
     refused,
-    reset_nonces,
     state,
     terms_of,
     travel,
 )
 
-ACCEPTS_WITH_GAS = 10_000  # above the 2300-gas stipend
-NEVER = 2**32 - 1  # more gas than a block holds
-
 
 @pytest.fixture(autouse=True)
-def _fresh_nonces(world: World) -> None:
-    reset_nonces(world)
+def _solvent_after_each_test(world: World) -> Iterator[None]:
+    yield
+    assert_solvent(world)
+
+
+ACCEPTS_WITH_GAS = 10_000  # above the 2300-gas stipend
+NEVER = 2**32 - 1  # more gas than a block holds
 
 
 # ---------------------------------------------------------------------------- the forwarder
@@ -315,38 +317,28 @@ def test_estimated_refusal_has_the_contract_reason(world: World) -> None:
         sender.transact(fn, value=price)
 
 
-def test_sender_call_decodes_the_refusal_reason(world: World, request: pytest.FixtureRequest) -> None:
-    """TxSender.call must give the Refused reason. In-process it gives the repr of the raw
-    revert data ('b"\\xc2@\\'\\x1f..."'): eth-tester's eth_call error is
-    'execution reverted: b"..."', which revert_reason neither parses nor decodes."""
-    if world.backend == "in-process":
-        request.applymarker(pytest.mark.xfail(strict=True, reason="client bug: TxSender.call reason undecoded"))
+def test_sender_call_decodes_the_refusal_reason(world: World) -> None:
+    """Regression: in-process, eth-tester reports eth_call reverts as 'execution reverted: b"..."'
+    (the repr of the raw data); TxSender.call used to pass that repr through as the reason."""
     sender, fn, price = _wrong_seller_call(world)
     with refused("only seller"):
         sender.call(fn, value=price)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="client bug: a refusal mined on chain loses its reason (in-process: undecoded bytes repr; "
-    "anvil --prune-history: the replay at block N-1 fails, so TransactionFailed without a reason)",
-)
 def test_mined_refusal_keeps_the_contract_reason(world: World) -> None:
-    """With an explicit gas limit there is no estimate: the refused transaction is mined and
-    TxSender._send replays it at blockNumber - 1 to find the reason."""
+    """Regression: with an explicit gas limit there is no estimate, so the refused transaction
+    is mined and TxSender must replay it to find the reason. It used to replay at block N-1:
+    in-process that gave the undecoded bytes repr, on anvil (--prune-history) the state of
+    N-1 is gone, so it raised TransactionFailed with no reason."""
     sender, fn, price = _wrong_seller_call(world)
     with refused("only seller"):
         sender.transact(fn, value=price, gas=300_000)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="client bug: TxSender replays a failed transaction at block N-1, whose time (and state) "
-    "differ from block N: a refusal caused by the deadline passing is reported without a reason",
-)
 def test_refusal_mined_at_the_deadline_keeps_the_contract_reason(world: World) -> None:
-    """The realistic race: estimated just before the deadline, mined at it (forced here by an
-    explicit gas limit, so no estimate runs at the new time)."""
+    """Regression, the realistic race: estimated just before the deadline, mined at it (forced
+    here by an explicit gas limit). A replay at block N-1 runs at N-1's time, before the
+    deadline, where the call succeeds: the refusal was reported without a reason."""
     oid = place(world)
     at(world, world.escrow.status(oid).end_time)
     with refused("deadline passed"):
@@ -354,22 +346,20 @@ def test_refusal_mined_at_the_deadline_keeps_the_contract_reason(world: World) -
             world.escrow.contract.functions.sellerConfirm(oid, terms_of(world, oid).as_tuple()),
             value=PRICE, gas=300_000,
         )  # fmt: skip
+    assert state(world, oid) is OrderState.CREATED
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=ChainError,
-    reason="client/fixture bug: TxSender's nonce cache only grows, so after a chain revert (conftest "
-    "reverts after every test but keeps the agents) it sends nonces from the future",
-)
-def test_sender_nonce_cache_survives_chain_revert(world: World) -> None:
+def test_sender_recovers_after_chain_revert(world: World) -> None:
+    """conftest reverts the chain after every test but keeps the agents' TxSenders: a sender
+    must take its nonce from the node, never from a local cache that only grows (an earlier
+    TxSender did; anvil then queued the transaction forever)."""
     sender = TxSender(world.w3, world.accounts["other"], timeout=2, poll_interval=0.05)
     to = Account.create().address
     snap = snapshot(world.w3)
     sender.send_value(to, 1)
     revert(world.w3, snap)
     try:
-        sender.send_value(to, 2)  # nonce 1 on a chain where this account's next nonce is 0
+        sender.send_value(to, 2)  # the account's next nonce is 0 again
     finally:
         if not is_in_process(world.w3):  # anvil queued it: drop it before it can ever be mined
             world.w3.provider.make_request("anvil_dropAllTransactions", [])  # type: ignore[arg-type]

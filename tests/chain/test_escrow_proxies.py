@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 
 from cpchain.chain.errors import InvalidArgument
@@ -28,7 +30,6 @@ from tests.chain.test_escrow_lifecycle import (
     order_in,
     place,
     refused,
-    reset_nonces,
     state,
     terms_of,
     travel,
@@ -36,8 +37,9 @@ from tests.chain.test_escrow_lifecycle import (
 
 
 @pytest.fixture(autouse=True)
-def _fresh_nonces(world: World) -> None:
-    reset_nonces(world)
+def _solvent_after_each_test(world: World) -> Iterator[None]:
+    yield
+    assert_solvent(world)
 
 
 # ---------------------------------------------------------------------------- deposits
