@@ -10,7 +10,6 @@ an unreachable `min_gas`, always fail.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -23,7 +22,7 @@ from cpchain.chain.escrow import PartyAgent
 from cpchain.chain.tx import TxSender
 from cpchain.types import OrderState
 from tests.chain.conftest import ETHER, World
-from tests.chain.test_escrow_lifecycle import (
+from tests.chain.escrow.test_escrow_lifecycle import (
     DATA_HASH,
     FEE,
     PRICE,
@@ -43,13 +42,6 @@ from tests.chain.test_escrow_lifecycle import (
     terms_of,
     travel,
 )
-
-
-@pytest.fixture(autouse=True)
-def _solvent_after_each_test(world: World) -> Iterator[None]:
-    yield
-    assert_solvent(world)
-
 
 ACCEPTS_WITH_GAS = 10_000  # above the 2300-gas stipend
 NEVER = 2**32 - 1  # more gas than a block holds

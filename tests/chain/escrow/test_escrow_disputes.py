@@ -4,15 +4,13 @@ and the arbiter hand-over. Every test that moves money checks exact balances and
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
 from cpchain.chain.errors import InvalidAddress
 from cpchain.chain.escrow import ArbiterAgent, BuyerAgent, SellerAgent
 from cpchain.types import OrderState, Verdict
 from tests.chain.conftest import ETHER, World
-from tests.chain.test_escrow_lifecycle import (
+from tests.chain.escrow.test_escrow_lifecycle import (
     ARBITER,
     DATA_HASH,
     FEE,
@@ -32,12 +30,6 @@ from tests.chain.test_escrow_lifecycle import (
     refused,
     state,
 )
-
-
-@pytest.fixture(autouse=True)
-def _solvent_after_each_test(world: World) -> Iterator[None]:
-    yield
-    assert_solvent(world)
 
 
 def _proxies(world: World, distinct: bool) -> dict[str, str]:

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
 from cpchain.chain.errors import InvalidArgument
 from cpchain.chain.escrow import PartyAgent, ProxyAgent
 from cpchain.types import OrderState
 from tests.chain.conftest import ETHER, PARAMS, World
-from tests.chain.test_escrow_lifecycle import (
+from tests.chain.escrow.test_escrow_lifecycle import (
     ARBITER,
     CONFIRM,
     DATA_HASH,
@@ -34,13 +32,6 @@ from tests.chain.test_escrow_lifecycle import (
     terms_of,
     travel,
 )
-
-
-@pytest.fixture(autouse=True)
-def _solvent_after_each_test(world: World) -> Iterator[None]:
-    yield
-    assert_solvent(world)
-
 
 # ---------------------------------------------------------------------------- deposits
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -10,7 +9,7 @@ import pytest
 from cpchain.chain.errors import InvalidAddress, InvalidArgument
 from cpchain.chain.escrow import UINT96_MAX, ProxyAgent
 from tests.chain.conftest import ETHER, PARAMS, World
-from tests.chain.test_escrow_lifecycle import (
+from tests.chain.escrow.test_escrow_lifecycle import (
     DATA_HASH,
     FEE,
     PROXY_DEPOSIT,
@@ -24,12 +23,6 @@ from tests.chain.test_escrow_lifecycle import (
     refused,
     terms_of,
 )
-
-
-@pytest.fixture(autouse=True)
-def _solvent_after_each_test(world: World) -> Iterator[None]:
-    yield
-    assert_solvent(world)
 
 
 def _nothing_happened(world: World, nonce: int) -> None:

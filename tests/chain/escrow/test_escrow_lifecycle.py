@@ -97,13 +97,6 @@ def assert_solvent(world: World, extra: Iterable[str] = ()) -> None:
     assert escrow_balance(world) == held + deposits + deferred
 
 
-@pytest.fixture(autouse=True)
-def _solvent_after_each_test(world: World) -> Iterator[None]:
-    """Every test module of ours ends each test with the solvency check (before the revert)."""
-    yield
-    assert_solvent(world)
-
-
 def last_receipt(world: World) -> TxReceipt:
     """The receipt of the latest block's last transaction (both backends automine one per block)."""
     block = world.w3.eth.get_block("latest")

@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
 from hexbytes import HexBytes
 from web3.types import TxReceipt
 
 from cpchain.types import OrderState
 from tests.chain.conftest import World
-from tests.chain.test_escrow_lifecycle import (
+from tests.chain.escrow.test_escrow_lifecycle import (
     DATA_HASH,
     DISPUTE,
     TIME_ALLOWED,
-    assert_solvent,
     events,
     last_receipt,
     one_event,
@@ -23,13 +20,6 @@ from tests.chain.test_escrow_lifecycle import (
     place,
     travel,
 )
-
-
-@pytest.fixture(autouse=True)
-def _solvent_after_each_test(world: World) -> Iterator[None]:
-    yield
-    assert_solvent(world)
-
 
 ORDER_EVENTS = [
     "OrderPlaced", "SellerConfirmed", "ProxyFetched", "ProxyDelivered", "BuyerConfirmed", "OrderWithdrawn",

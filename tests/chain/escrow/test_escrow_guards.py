@@ -7,7 +7,6 @@ cpchain.chain.lifecycle.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -18,7 +17,7 @@ from cpchain.chain.lifecycle import Action, refusal
 from cpchain.chain.tx import revert_reason
 from cpchain.types import OrderState, OrderTerms
 from tests.chain.conftest import World
-from tests.chain.test_escrow_lifecycle import (
+from tests.chain.escrow.test_escrow_lifecycle import (
     ARBITER,
     DATA_HASH,
     DISPUTE,
@@ -37,13 +36,6 @@ from tests.chain.test_escrow_lifecycle import (
     terms_of,
     travel,
 )
-
-
-@pytest.fixture(autouse=True)
-def _solvent_after_each_test(world: World) -> Iterator[None]:
-    yield
-    assert_solvent(world)
-
 
 NON_SELLERS = ["buyer", "proxy", "proxy2", "arbiter", "other"]
 NON_BUYERS = ["seller", "proxy", "proxy2", "arbiter", "other"]
