@@ -7,6 +7,7 @@ Modes: `test` (in-process eth-tester chain), `local` (a node at chain.local_prov
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any, cast
 
 from eth_account import Account
@@ -23,7 +24,7 @@ def connect(config: Config) -> Web3:
     """A Web3 for the configured mode; fails fast with NodeUnreachable if it does not answer."""
     mode = config.get("chain.mode")
     if mode == "test":
-        return in_process_chain()
+        return shared_in_process_chain()
     url = config.require("chain.local_provider_addr" if mode == "local" else "chain.remote_provider_addr")
     return connect_url(url)
 
@@ -42,6 +43,12 @@ def connect_url(url: str, timeout: float = 10.0) -> Web3:
 def in_process_chain() -> Web3:
     """A fresh in-process chain (eth-tester on py-evm) with funded dev accounts."""
     return Web3(EthereumTesterProvider())
+
+
+@lru_cache(maxsize=1)
+def shared_in_process_chain() -> Web3:
+    """The process's one in-process chain: every `connect` in test mode sees the same state."""
+    return in_process_chain()
 
 
 def is_in_process(w3: Web3) -> bool:
