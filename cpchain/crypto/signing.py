@@ -397,13 +397,31 @@ class SqliteNonceStore:
         self._lock = threading.Lock()
         self._conn = sqlite3.connect(str(path), timeout=timeout, isolation_level=None, check_same_thread=False)
         with self._lock:
-            self._conn.execute("PRAGMA journal_mode=WAL")
-            self._conn.execute(
-                "CREATE TABLE IF NOT EXISTS used_nonces ("
-                " signer TEXT NOT NULL, nonce TEXT NOT NULL, expires INTEGER NOT NULL,"
-                " PRIMARY KEY (signer, nonce)) WITHOUT ROWID"
-            )
-            self._conn.execute("CREATE INDEX IF NOT EXISTS used_nonces_expires ON used_nonces (expires)")
+            self._set_up(timeout)
+
+    def _set_up(self, timeout: float) -> None:
+        """Switch to WAL and create the schema, retrying while another process does the same.
+
+        Changing the journal mode can report "database is locked" at once, without waiting
+        on the busy timeout, when two processes open a new file together.
+        """
+        deadline = time.monotonic() + timeout
+        delay = 0.01
+        while True:
+            try:
+                self._conn.execute("PRAGMA journal_mode=WAL")
+                self._conn.execute(
+                    "CREATE TABLE IF NOT EXISTS used_nonces ("
+                    " signer TEXT NOT NULL, nonce TEXT NOT NULL, expires INTEGER NOT NULL,"
+                    " PRIMARY KEY (signer, nonce)) WITHOUT ROWID"
+                )
+                self._conn.execute("CREATE INDEX IF NOT EXISTS used_nonces_expires ON used_nonces (expires)")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(delay)
+                delay = min(delay * 2, 0.2)
 
     def check_and_store(self, signer: str, nonce: str, expires: int) -> bool:
         """Record (signer, nonce) until ``expires``; False if already present."""
