@@ -177,8 +177,8 @@ def deploy_contract(config: Config, force: bool = False) -> tuple[Deployment, bo
         try:
             existing = Escrow(sender.w3, Deployment.load(path))
             return existing.deployment, False
-        except ContractNotDeployed:
-            pass
+        except ContractNotDeployed as stale:
+            log.info("registered contract is not usable (%s); deploying a new one", stale)
     arbiter = config.get("chain.contract.arbiter") or sender.address
     deployment = deploy(sender, arbiter, EscrowParams.from_config(config))
     deployment.save(path)
