@@ -65,7 +65,25 @@ def _check_expected(actual_hex: str, expected_hex: str) -> None:
         raise HashMismatch(f"sha256 mismatch: expected {expected}, got {actual_hex}")
 
 
-class HashingWriter:
+class _Hashing:
+    """The digest side shared by the reading and writing wrappers."""
+
+    _hash: hashlib._Hash
+
+    def digest(self) -> bytes:
+        """Raw SHA-256 of every byte that passed through so far."""
+        return self._hash.digest()
+
+    def hexdigest(self) -> str:
+        """Hex SHA-256 of every byte that passed through so far."""
+        return self._hash.hexdigest()
+
+    def verify(self, expected_hex: str) -> None:
+        """Raise :class:`HashMismatch` unless the digest equals ``expected_hex``."""
+        _check_expected(self.hexdigest(), expected_hex)
+
+
+class HashingWriter(_Hashing):
     """Write-through wrapper that hashes exactly the bytes written to the inner stream.
 
     Used to compute the ciphertext digest while encrypting, so the digest always
@@ -101,20 +119,8 @@ class HashingWriter:
         if callable(flush):
             flush()
 
-    def digest(self) -> bytes:
-        """Raw SHA-256 of everything written so far."""
-        return self._hash.digest()
 
-    def hexdigest(self) -> str:
-        """Hex SHA-256 of everything written so far."""
-        return self._hash.hexdigest()
-
-    def verify(self, expected_hex: str) -> None:
-        """Raise :class:`HashMismatch` unless the digest equals ``expected_hex``."""
-        _check_expected(self.hexdigest(), expected_hex)
-
-
-class HashingReader:
+class HashingReader(_Hashing):
     """Read-through wrapper that hashes exactly the bytes handed to the caller.
 
     Used on downloads/uploads so the digest of the transferred bytes is known
@@ -140,15 +146,3 @@ class HashingReader:
         data = self.read(len(view))
         view[: len(data)] = data
         return len(data)
-
-    def digest(self) -> bytes:
-        """Raw SHA-256 of everything read so far."""
-        return self._hash.digest()
-
-    def hexdigest(self) -> str:
-        """Hex SHA-256 of everything read so far."""
-        return self._hash.hexdigest()
-
-    def verify(self, expected_hex: str) -> None:
-        """Raise :class:`HashMismatch` unless the digest equals ``expected_hex``."""
-        _check_expected(self.hexdigest(), expected_hex)
