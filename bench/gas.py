@@ -102,7 +102,7 @@ def main() -> int:
         return 1
     port = free_port()
     proc = subprocess.Popen(
-        [binary, "--host", "127.0.0.1", "--port", str(port), "--accounts", "0", "--prune-history", "--silent"],
+        [binary, "--host", "127.0.0.1", "--port", str(port), "--accounts", "0", "--prune-history", "256", "--silent"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

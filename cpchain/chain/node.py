@@ -77,7 +77,7 @@ def node_command(spec: NodeSpec, kind: str | None = None) -> list[str]:
         raise ChainError("anvil not found: run bin/setup")
     cmd = [
         anvil, "--host", spec.host, "--port", str(spec.port), "--chain-id", str(spec.chain_id),
-        "--accounts", "0", "--prune-history", "--state", str(spec.data_dir / "anvil-state.json"),
+        "--accounts", "0", "--prune-history", "256", "--state", str(spec.data_dir / "anvil-state.json"),
         "--silent",
     ]  # fmt: skip
     if spec.block_time:

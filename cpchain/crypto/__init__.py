@@ -77,8 +77,10 @@ from .signing import (
     SqliteNonceStore,
     VerifiedPayload,
     canonical_json,
+    product_signer,
     recover_signer,
     sign_payload,
+    sign_product,
     verify_payload,
 )
 
@@ -137,6 +139,7 @@ __all__ = [
     "open_secret",
     "private_key_bytes",
     "private_key_from_bytes",
+    "product_signer",
     "public_key_bytes",
     "read_password_file",
     "recover_signer",
@@ -146,6 +149,7 @@ __all__ = [
     "seal_secret",
     "sha256_file",
     "sign_payload",
+    "sign_product",
     "unlock",
     "unwrap_key",
     "verify_payload",

@@ -461,3 +461,18 @@ class SqliteNonceStore:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+PRODUCT_SIGNING_PREFIX = "PDash product listing\n"
+
+
+def sign_product(account: LocalAccount, canonical: bytes) -> str:
+    """EIP-191 signature of a product description's canonical encoding (never expires:
+    a listing stays verifiable for as long as orders refer to it)."""
+    text = PRODUCT_SIGNING_PREFIX + canonical.decode("utf-8")
+    return "0x" + bytes(account.sign_message(encode_defunct(text=text)).signature).hex()
+
+
+def product_signer(canonical: bytes, signature: str) -> str:
+    """The address that signed `canonical` with :func:`sign_product`; MalformedMessage if none."""
+    return recover_signer(PRODUCT_SIGNING_PREFIX + canonical.decode("utf-8"), signature)

@@ -58,7 +58,7 @@ def start_anvil() -> AnvilProcess:
     port = free_port()
     proc = subprocess.Popen(
         [binary, "--host", "127.0.0.1", "--port", str(port), "--chain-id", "31337", "--accounts", "0",
-         "--prune-history", "--silent"],
+         "--prune-history", "256", "--silent"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
