@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -19,18 +17,7 @@ from cpchain.storage import (
     PolicyRefused,
     TransferTooLarge,
 )
-
-
-def make_file(path: Path, size: int) -> str:
-    digest = hashlib.sha256()
-    with path.open("wb") as fh:
-        left = size
-        while left:
-            chunk = os.urandom(min(left, 1 << 20))
-            fh.write(chunk)
-            digest.update(chunk)
-            left -= len(chunk)
-    return digest.hexdigest()
+from tests.storage.helpers import make_file
 
 
 @pytest.mark.parametrize("size", [0, 1, 1 << 20, 3 * (1 << 20) + 7])
