@@ -1,13 +1,15 @@
 """The local testnet: `bin/pdash-testnet up|down|status`, everything on 127.0.0.1.
 
 Owns starting, stopping and reporting the local services in order; each service's own
-logic lives in its component. Today it runs the chain node, the escrow contract and the
-faucet; the market, proxies and broker join as their components land.
+logic lives in its component. Today it runs the chain node, the escrow contract, the
+faucet, the market (SQLite, search in the database) and its chain indexer; the proxies and
+the broker join as their components land.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -29,9 +31,12 @@ def services(config: Config) -> list[Service]:
     run_dir = config.rc_dir / "run"
     spec = NodeSpec.from_config(config)
     faucet = config.section("chain.faucet")
+    market = config.section("market")
     return [
         Service("chain", [str(BIN / "eth-run-geth")], run_dir, port=spec.port, host=spec.host),
         Service("faucet", [str(BIN / "charge-server")], run_dir, port=int(faucet["port"]), host=faucet["host"]),
+        Service("market", [str(BIN / "market-start")], run_dir, port=int(market["server_port"]), host=market["host"]),
+        Service("indexer", [str(BIN / "market-sync-chain")], run_dir),
     ]
 
 
@@ -47,7 +52,7 @@ def _wait_funded(config: Config, address: str, timeout: float = 30.0) -> None:
 def up(config: Config) -> list[str]:
     lines = []
     operator = init_chain(config)["operator"]
-    chain, faucet = services(config)
+    chain, faucet, market, indexer = services(config)
     pid, fresh = chain.start()
     _wait_funded(config, operator)
     lines.append(_row(chain, pid, fresh, f"http://{chain.host}:{chain.port}"))
@@ -56,8 +61,11 @@ def up(config: Config) -> list[str]:
         f"{'contract':8} {'deployed' if deployed else 'existing':8} {deployment.address} "
         f"(chain {deployment.chain_id}; registrar {registrar_path(config)})"
     )
-    pid, fresh = faucet.start()
-    lines.append(_row(faucet, pid, fresh, f"http://{faucet.host}:{faucet.port}"))
+    for service in (faucet, market):
+        pid, fresh = service.start()
+        lines.append(_row(service, pid, fresh, f"http://{service.host}:{service.port}"))
+    pid, fresh = indexer.start()
+    lines.append(_row(indexer, pid, fresh, "market chain indexer"))
     lines.append(f"{'operator':8} {'account':8} {operator} (deployer, arbiter, faucet)")
     lines.append(f"logs and pid files in {chain.run_dir}")
     return lines
@@ -80,7 +88,8 @@ def status(config: Config) -> tuple[list[str], bool]:
         pid = service.pid()
         healthy &= pid is not None
         state = f"running (pid {pid})" if pid else "stopped"
-        lines.append(f"{service.name:8} {state} http://{service.host}:{service.port}")
+        where = f"http://{service.host}:{service.port}" if service.port else "market chain indexer"
+        lines.append(f"{service.name:8} {state} {where}")
     return lines, healthy
 
 
@@ -89,7 +98,10 @@ def main_impl() -> int:
     parser.add_argument("command", choices=["up", "down", "status"])
     parser.add_argument("--config", help="config file (default: $CPCHAIN_HOME_CONFIG_PATH or ~/.cpchain/cpchain.toml)")
     args = parser.parse_args()
-    config = load_config(args.config) if args.config else load_config()
+    if args.config:
+        # The services read their config the same way: name the file for them too.
+        os.environ["CPCHAIN_HOME_CONFIG_PATH"] = str(Path(args.config).resolve())
+    config = load_config()
     setup_logging(config)
     if args.command == "up":
         print("\n".join(up(config)))

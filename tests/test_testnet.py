@@ -33,6 +33,7 @@ class RunningTestnet:
     home: Path
     chain_port: int
     faucet_port: int
+    market_port: int
 
     @property
     def chain_url(self) -> str:
@@ -41,6 +42,10 @@ class RunningTestnet:
     @property
     def faucet_url(self) -> str:
         return f"http://127.0.0.1:{self.faucet_port}"
+
+    @property
+    def market_url(self) -> str:
+        return f"http://127.0.0.1:{self.market_port}"
 
     @property
     def run_dir(self) -> Path:
@@ -95,11 +100,13 @@ def wait_until(predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
 
 @pytest.fixture
 def testnet(isolated_home: Path) -> Iterator[RunningTestnet]:
-    net = RunningTestnet(isolated_home, free_port(), free_port())
+    net = RunningTestnet(isolated_home, free_port(), free_port(), free_port())
     (isolated_home / "cpchain.toml").write_text(
         f'[chain]\nlocal_provider_addr = "{net.chain_url}"\n'
         f"[chain.node]\nport = {net.chain_port}\n"
         f"[chain.faucet]\nport = {net.faucet_port}\n"
+        f'[market]\nserver_port = {net.market_port}\nmarket_url = "{net.market_url}"\n'
+        "workers = 1\nsync_interval = 0.5\n"
     )
     started: list[int] = []
     try:
@@ -134,7 +141,9 @@ def test_up_status_up_again_down(testnet: RunningTestnet) -> None:
     contract = match.group(1)
 
     pids = testnet.pids()
-    assert set(pids) == {"chain", "faucet"}
+    assert set(pids) == {"chain", "faucet", "market", "indexer"}
+    assert re.search(rf"^market +started +{re.escape(testnet.market_url)} \(pid \d+\)$", out, re.M), out
+    assert re.search(r"^indexer +started +market chain indexer \(pid \d+\)$", out, re.M), out
     assert f"(pid {pids['chain']})" in out and f"(pid {pids['faucet']})" in out
     started = [pid for root in pids.values() for pid in (root, *descendants(root))]
     assert all(alive(pid) for pid in started)
@@ -146,6 +155,8 @@ def test_up_status_up_again_down(testnet: RunningTestnet) -> None:
     user = Account.create().address
     assert fund(testnet.faucet_url, user)["address"] == user
     assert w3.eth.get_balance(user) == 100 * 10**18  # type: ignore[arg-type]
+    with urllib.request.urlopen(f"{testnet.market_url}/health/", timeout=10) as resp:
+        assert json.loads(resp.read())["status"] == "ok"
 
     status = testnet.run("status")
     assert status.returncode == 0, status.stdout + status.stderr
@@ -163,11 +174,13 @@ def test_up_status_up_again_down(testnet: RunningTestnet) -> None:
 
     down = testnet.run("down")
     assert down.returncode == 0, down.stderr
-    assert re.search(r"^faucet +stopped$", down.stdout, re.M) and re.search(r"^chain +stopped$", down.stdout, re.M)
+    for name in ("indexer", "market", "faucet", "chain"):
+        assert re.search(rf"^{name} +stopped$", down.stdout, re.M), down.stdout
     assert not list(testnet.run_dir.glob("*.pid"))
     assert wait_until(lambda: not any(alive(pid) for pid in started)), [pid for pid in started if alive(pid)]
     assert not port_open("127.0.0.1", testnet.chain_port)
     assert not port_open("127.0.0.1", testnet.faucet_port)
+    assert not port_open("127.0.0.1", testnet.market_port)
 
     stopped = testnet.run("status")
     assert stopped.returncode == 3, stopped.stdout + stopped.stderr

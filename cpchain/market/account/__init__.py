@@ -1,0 +1,1 @@
+"""Market accounts: signed-nonce login, expiring tokens, the caller's own profile."""

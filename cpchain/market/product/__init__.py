@@ -1,0 +1,1 @@
+"""Products: signed listings, their visibility, covers, follows, and search."""
