@@ -161,7 +161,8 @@ def start_chain() -> Setup:
     if binary is None:
         raise SystemExit("anvil is not installed: run bin/setup")
     port = free_port()
-    command = [binary, "--host", "127.0.0.1", "--port", str(port), "--accounts", "0", "--prune-history", "256", "--silent"]
+    command = [binary, "--host", "127.0.0.1", "--port", str(port), "--accounts", "0",
+               "--prune-history", "256", "--silent"]  # fmt: skip
     anvil = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     w3 = wait_ready(url, proc=anvil)
