@@ -79,10 +79,6 @@ def test_rest_publish_and_pages_and_both_protocols_mix(server: StreamProc) -> No
     assert [r.data for r in ws] == records(100)
 
 
-@pytest.mark.skip(
-    reason="known bug (issue 6 stays open): about one run in three, a live WebSocket subscriber gets the "
-    "first batch published after it joined and then nothing more"
-)
 def test_a_live_subscriber_gets_records_as_they_are_published(server: StreamProc) -> None:
     channel, key = open_channel(server)
     sale = sell(server, channel, key)

@@ -195,15 +195,28 @@ class LiveChannel:
         """
         waiters, self._data = self._data, []
         for reader, d in waiters:
+            if d.called:  # its wait is over: the reader may be reading these very chunks from Kafka
+                continue
             if chunks and reader is not None and reader.kafka_next == chunks[0][0] and not reader.pending:
                 reader.add(chunks)
-            if not d.called:
-                d.callback(None)
+            d.callback(None)
 
     def wait_data(self, reactor: Any, timeout: float, reader: RecordReader | None = None) -> Deferred[None]:
         d: Deferred[None] = Deferred()
-        self._data.append((reader, d))
-        call = reactor.callLater(timeout, lambda: None if d.called else d.callback(None))
+        waiter = (reader, d)
+        self._data.append(waiter)
+
+        def timed_out() -> None:
+            # A wait that timed out must leave the waiters: its reader goes on to poll Kafka
+            # from kafka_next, and if notify() still handed it the chunks acknowledged during
+            # that poll, the poll would return them again and the subscriber would get the
+            # same records twice (and stop on the replay: issue 6).
+            if waiter in self._data:
+                self._data.remove(waiter)
+            if not d.called:
+                d.callback(None)
+
+        call = reactor.callLater(timeout, timed_out)
         d.addBoth(lambda r: (call.cancel() if call.active() else None, r)[1])
         return d
 
@@ -739,6 +752,9 @@ class StreamService:
                 if chunks:
                     reader.add(chunks)
                     continue  # fill the batch with what is already there
+                # Appends acknowledged during the poll woke no one (this reader was not waiting):
+                # look again, or it would wait an IDLE_POLL for them, or report the end before them.
+                behind = reader.kafka_next < live.next_offset
             items = reader.take(max_records)
             if items:
                 return items
@@ -790,6 +806,8 @@ class RecordReader:
 
     def add(self, chunks: list[tuple[int, bytes]]) -> None:
         for offset, chunk in chunks:
+            if offset < self.kafka_next:  # already added (handed over by notify, then read from Kafka too)
+                continue
             try:
                 records = unpack_records(chunk, len(chunk))
             except WireError:  # not a chunk: pass it on whole, the subscriber finds it does not open
