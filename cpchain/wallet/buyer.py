@@ -1,0 +1,230 @@
+"""Consumer mode: find a product, buy it, receive it verified and decrypted, and close the order.
+
+Owns the buyer's side of a file trade: searching and showing listings (each checked to be
+signed by its seller and to hash to its market hash before it is trusted), placing the
+order with a proxy picked by deposit and credit, receiving (BUYER_DATA, resumable download,
+SHA-256 against the order's data hash, unwrapping the key with the account's X25519 key,
+decrypting), and the buyer's order actions: confirm, dispute, withdraw, and the market
+review. Every chain action is checked against the lifecycle first. Must not decide when to
+receive (cpchain.wallet.automation does) or touch seller state.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from cpchain.chain.escrow import BuyerAgent
+from cpchain.chain.lifecycle import Action
+from cpchain.crypto import decrypt_file, unwrap_key
+from cpchain.proxy.client import BuyerGrant
+from cpchain.types import InvalidProduct, ProductDescription, desc_hash_of
+from cpchain.wallet.context import Progress, WalletContext, phased
+from cpchain.wallet.db import OrderRecord, PurchaseRecord
+from cpchain.wallet.errors import (
+    ForbiddenAction,
+    NoProxy,
+    NotReady,
+    ProxyUnavailable,
+    UnknownProduct,
+    WalletError,
+    translated,
+)
+from cpchain.wallet.orders import Party
+from cpchain.wallet.rules import (
+    ROLE_BUYER,
+    buy_refusal,
+    default_fee,
+    download_names,
+    rate_refusal,
+    receive_refusal,
+    verify_listing,
+)
+
+__all__ = ["DEFAULT_TIME_ALLOWED", "Buyer", "Listing"]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TIME_ALLOWED = 86400
+
+
+class Listing:
+    """A market listing whose signed description was verified; `info` is the market's reply."""
+
+    def __init__(self, product: ProductDescription, info: dict[str, Any]) -> None:
+        self.product = product
+        self.info = info
+
+    @property
+    def market_hash(self) -> str:
+        return self.product.market_hash()
+
+    def __repr__(self) -> str:
+        return f"Listing({self.market_hash}, {self.product.title!r}, {self.product.price} wei)"
+
+
+class Buyer(Party):
+    role = ROLE_BUYER
+
+    def __init__(self, ctx: WalletContext) -> None:
+        self.buyer_agent = BuyerAgent(ctx.escrow, ctx.sender)
+        super().__init__(ctx, self.buyer_agent)
+
+    # ------------------------------------------------------------------ market
+
+    def search(self, keyword: str = "", **filters: Any) -> dict[str, Any]:
+        """The market's search (filters as its API: category, tag, seller, ptype, prices, sort, page)."""
+        with translated("search"):
+            return self.ctx.market.search(keyword=keyword, **filters)
+
+    def show(self, market_hash: str) -> Listing:
+        """The product, verified (InvalidListing if its signature or hashes do not check out)."""
+        try:
+            desc_hash_of(market_hash)
+        except InvalidProduct:
+            raise UnknownProduct(f"{market_hash!r} is not a market hash") from None
+        with translated(f"product {market_hash}"):
+            info = self.ctx.market.product(market_hash)
+        product = verify_listing(info)
+        if product.market_hash() != market_hash:
+            raise UnknownProduct(f"the market answered with another product than {market_hash}")
+        return Listing(product, info)
+
+    # ------------------------------------------------------------------ buying
+
+    def buy(self, market_hash: str, *, proxy: str | None = None, proxy2: str | None = None,
+            time_allowed: int = DEFAULT_TIME_ALLOWED, fee: int | None = None) -> OrderRecord:  # fmt: skip
+        """Pay for a product into escrow: returns the recorded order.
+
+        Without `proxy`, the live proxy with the best standing (deposit, credit) is picked,
+        and the next best as the secondary proxy. Refused before paying if the listing is
+        not genuine, is the account's own, or the terms could not be placed.
+        """
+        listing = self.show(market_hash)
+        product = listing.product
+        fee = default_fee(product.price) if fee is None else fee
+        with translated("read the contract"):
+            params = self.ctx.escrow.params()
+        reason = buy_refusal(product, self.ctx.address, params, fee=fee, time_allowed=time_allowed)
+        if reason is not None:
+            raise ForbiddenAction("placeOrder", reason)
+        first = proxy or self.ctx.proxies.pick().address
+        if proxy is not None:
+            self._check_proxy(proxy, params.min_proxy_deposit)
+        second = proxy2
+        if second is None:
+            try:
+                second = self.ctx.proxies.pick(exclude=[first]).address if proxy is None else first
+            except NoProxy:
+                second = first
+        elif second.lower() != first.lower():
+            self._check_proxy(second, params.min_proxy_deposit)
+        with translated("placeOrder"):
+            order_id, _ = self.buyer_agent.place_order_with_receipt(
+                desc_hash=product.desc_hash(), data_hash=bytes.fromhex(product.data_hash),
+                buyer_key=self.ctx.me.encryption_public_key, seller=product.seller, proxy=first, proxy2=second,
+                price=product.price, fee=fee, time_allowed=time_allowed,
+            )  # fmt: skip
+        log.info("order %d placed for %s via proxy %s", order_id, market_hash, first)
+        order = self.book.refresh(order_id)
+        self.ctx.db.update_purchase(self.ctx.contract, self.ctx.address, order_id, title=product.title)
+        return order
+
+    def _check_proxy(self, proxy: str, minimum: int) -> None:
+        with translated("read the proxy's deposit"):
+            deposit, unlock_at = self.ctx.escrow.proxy_account(proxy)
+        if deposit < minimum or unlock_at:
+            raise ForbiddenAction("placeOrder", f"proxy {proxy} has no bonded deposit of at least {minimum} wei")
+
+    # ------------------------------------------------------------------ receiving
+
+    def receive(self, order_id: int, progress: Progress | None = None) -> PurchaseRecord:
+        """Download, verify and decrypt the order's data (resuming an interrupted download).
+
+        The ciphertext's SHA-256 must equal the order's data hash, and the key the seller
+        wrapped must decrypt it; otherwise DataCorrupt and nothing is marked received.
+        """
+        order = self.book.refresh(order_id)
+        if order.role != ROLE_BUYER:
+            raise ForbiddenAction("receive", "only buyer", order_id)
+        reason = receive_refusal(order.state)
+        if reason is not None:
+            raise NotReady(f"order {order_id}: {reason}")
+        purchase = self._purchase(order_id)
+        if purchase.decrypted and Path(purchase.decrypted_path).is_file():
+            return purchase
+        terms = order.terms
+        grant = self._grant(order)
+        cipher_name, plain_name = download_names(order_id, self.ctx.contract, purchase.title)
+        cipher = self.ctx.download_dir / cipher_name
+        plain = self.ctx.download_dir / plain_name
+        self.ctx.download_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        with translated(f"download order {order_id}"):
+            report = phased(progress, "download", grant.size)
+            self.ctx.proxy_client.download(
+                grant, cipher, terms, progress=None if report is None else (lambda done, _total: report(done))
+            )
+        self.ctx.db.update_purchase(self.ctx.contract, self.ctx.address, order_id, download_path=str(cipher),
+                                    verified=1)  # fmt: skip
+        with translated(f"decrypt order {order_id}"):
+            key = unwrap_key(self.ctx.me.encryption_key, grant.wrapped_key)
+            decrypt_file(key, cipher, plain, progress=phased(progress, "decrypt", grant.size))
+        self.ctx.db.update_purchase(self.ctx.contract, self.ctx.address, order_id, decrypted_path=str(plain),
+                                    decrypted=1)  # fmt: skip
+        log.info("order %d: received, verified and decrypted", order_id)
+        self.book.refresh(order_id)
+        return self._purchase(order_id)
+
+    def _grant(self, order: OrderRecord) -> BuyerGrant:
+        """BUYER_DATA from the order's proxy, else from its secondary proxy."""
+        failure: WalletError | None = None
+        for proxy in dict.fromkeys([order.proxy, order.proxy2]):
+            try:
+                endpoint = self.ctx.proxies.endpoint(proxy)
+                with translated(f"receive order {order.order_id}"):
+                    return self.ctx.proxy_client.send_buyer_data(endpoint, order.order_id, order.terms)
+            except ProxyUnavailable as exc:
+                self.ctx.proxies.forget(proxy)
+                failure = exc
+        assert failure is not None
+        raise failure
+
+    def _purchase(self, order_id: int) -> PurchaseRecord:
+        found = self.ctx.db.purchase(self.ctx.contract, self.ctx.address, order_id)
+        if found is None:
+            self.book.mine(order_id, ROLE_BUYER)
+            found = self.ctx.db.purchase(self.ctx.contract, self.ctx.address, order_id)
+        assert found is not None
+        return found
+
+    def purchases(self) -> list[PurchaseRecord]:
+        return self.ctx.db.purchases(self.ctx.contract, self.ctx.address)
+
+    # ------------------------------------------------------------------ order actions
+
+    def confirm(self, order_id: int) -> OrderRecord:
+        """Accept the delivery: the seller and the proxies are paid."""
+        return self.act(Action.BUYER_CONFIRM, order_id, lambda: self.buyer_agent.confirm(order_id))
+
+    def dispute(self, order_id: int) -> OrderRecord:
+        """Contest the delivery; the order's proxy rules first, then the arbiter if appealed."""
+        return self.act(Action.BUYER_DISPUTE, order_id, lambda: self.buyer_agent.dispute(order_id))
+
+    def withdraw(self, order_id: int) -> OrderRecord:
+        """Take the payment back before the seller's data was fetched (before the deadline)."""
+        return self.act(Action.BUYER_WITHDRAW, order_id, lambda: self.buyer_agent.withdraw(order_id))
+
+    def rate(self, order_id: int, rating: int, comment: str = "", *, proxy_rating: int | None = None) -> dict[str, Any]:
+        """Review a completed purchase on the market (1-5), and optionally rate its proxy on chain."""
+        order = self.book.refresh(order_id)
+        reason = rate_refusal(order.role, order.state)
+        if reason is None and not 1 <= rating <= 5:
+            reason = "the rating must be between 1 and 5"
+        if reason is not None:
+            raise ForbiddenAction("rate", reason, order_id)
+        body = {"market_hash": order.market_hash, "order_id": order_id, "rating": rating, "content": comment}
+        review = dict(self.ctx.market_call(lambda: self.ctx.market.post("/comment/v1/comments/", body), "review"))
+        if proxy_rating is not None:
+            self.rate_proxy(order_id, proxy_rating)
+        return review

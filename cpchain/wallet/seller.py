@@ -1,0 +1,208 @@
+"""Provider mode: encrypt and upload a file, publish it, and serve the orders for it.
+
+Owns the seller's side of a file trade: encrypting with a fresh data key (stored wrapped to
+the account's own X25519 key, never in clear), uploading through a storage plugin,
+publishing the signed description with its data hash (recorded locally before the market
+sees it, so an order can never arrive for a product the wallet forgot), accepting an order
+(the contract's sellerConfirm with its deposit, only for a fair order for one of its
+products) and handing the proxy SELLER_DATA with the key wrapped to the buyer. Must not
+decide when to do these (cpchain.wallet.automation does) or touch buyer state.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+import time
+from collections.abc import Sequence
+from contextlib import suppress
+from pathlib import Path
+
+from cpchain.chain.escrow import SellerAgent
+from cpchain.chain.lifecycle import Action
+from cpchain.crypto import encrypt_file, generate_data_key, sign_product, unwrap_key, wrap_key
+from cpchain.proxy.client import SellerReceipt
+from cpchain.storage.base import Plugin
+from cpchain.types import OrderState, ProductDescription, ProductType
+from cpchain.wallet.context import Progress, WalletContext, phased
+from cpchain.wallet.db import OrderRecord, ProductRecord, UploadRecord
+from cpchain.wallet.errors import (
+    ForbiddenAction,
+    MarketRefused,
+    ProxyUnavailable,
+    StorageFailed,
+    UnknownProduct,
+    UnknownUpload,
+    translated,
+)
+from cpchain.wallet.orders import Party
+from cpchain.wallet.rules import ROLE_SELLER, seller_refusal
+
+__all__ = ["Seller"]
+
+log = logging.getLogger(__name__)
+
+
+class Seller(Party):
+    role = ROLE_SELLER
+
+    def __init__(self, ctx: WalletContext) -> None:
+        self.seller_agent = SellerAgent(ctx.escrow, ctx.sender)
+        super().__init__(ctx, self.seller_agent)
+
+    # ------------------------------------------------------------------ data
+
+    def upload(self, path: Path, *, name: str | None = None, storage: str | Plugin | None = None,
+               progress: Progress | None = None) -> UploadRecord:  # fmt: skip
+        """Encrypt `path` with a new data key and store the ciphertext through a storage plugin.
+
+        `storage` is a plugin, or the type name of one the wallet builds from its config
+        (default: `wallet.storage.default`).
+        """
+        source = Path(path)
+        try:
+            plain_size = source.stat().st_size
+        except OSError as exc:
+            raise StorageFailed(f"cannot read {source}: {exc.strerror}") from None
+        plugin = storage if storage is not None and not isinstance(storage, str) else self.ctx.storage(storage)
+        self.ctx.work_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        cipher = self.ctx.work_dir / f"upload-{secrets.token_hex(8)}.pdash"
+        key = generate_data_key()
+        try:
+            with translated("encrypt"):
+                data_hash = encrypt_file(key, source, cipher, progress=phased(progress, "encrypt", plain_size))
+            cipher_size = cipher.stat().st_size
+            with translated("upload"):
+                locator = plugin.upload(cipher, phased(progress, "upload", cipher_size))
+        finally:
+            with suppress(FileNotFoundError):
+                cipher.unlink()
+        record = self.ctx.db.add_upload(
+            owner=self.ctx.address, name=name or source.name, source_path=str(source.resolve()),
+            plain_size=plain_size, cipher_size=cipher_size, data_hash=data_hash, storage_type=locator.type,
+            locator=locator.to_json(), wrapped_key=wrap_key(self.ctx.me.encryption_public_key, key),
+        )  # fmt: skip
+        log.info("uploaded %s as upload %d (%d bytes of ciphertext, %s)", record.name, record.id, cipher_size,
+                 locator.type)  # fmt: skip
+        return record
+
+    def uploads(self) -> list[UploadRecord]:
+        return self.ctx.db.uploads(self.ctx.address)
+
+    def publish(self, upload_id: int, *, title: str, price: int, description: str = "", category: str = "",
+                tags: Sequence[str] = ()) -> ProductRecord:  # fmt: skip
+        """List an upload on the market (price in wei); returns the local product record.
+
+        The record is written before the market is asked, so if publishing fails the
+        product can be published again with `republish` under the same market hash.
+        """
+        upload = self.ctx.db.upload(upload_id)
+        if upload is None or upload.owner != self.ctx.address:
+            raise UnknownUpload(f"no upload {upload_id} of {self.ctx.address}")
+        product = ProductDescription(
+            seller=self.ctx.address, title=title, ptype=ProductType.FILE, description=description, price=price,
+            category=category, tags=tuple(tags), data_hash=upload.data_hash, storage_type=upload.storage_type,
+            size=upload.cipher_size, nonce=secrets.token_hex(16),
+        )  # fmt: skip
+        record = ProductRecord(
+            market_hash=product.market_hash(), owner=self.ctx.address, upload_id=upload.id, title=title,
+            price=price, canonical=product.canonical().decode(),
+            signature=sign_product(self.ctx.me.account, product.canonical()), published=0,
+        )  # fmt: skip
+        self.ctx.db.add_product(record)
+        return self.republish(record.market_hash)
+
+    def republish(self, market_hash: str) -> ProductRecord:
+        """Send a recorded, not yet published listing to the market again."""
+        record = self._product(market_hash)
+        if record.published:
+            return record
+        product = _description(record)
+        try:
+            reply = self.ctx.market_call(lambda: self.ctx.market.publish(self.ctx.me.account, product), "publish")
+        except MarketRefused as exc:
+            if exc.status != 409:  # 409: the market has it already (an earlier try got through)
+                raise
+        else:
+            if reply.get("market_hash") != market_hash:
+                raise MarketRefused(f"the market listed the product as {reply.get('market_hash')}, not {market_hash}")
+        self.ctx.db.mark_published(market_hash, int(time.time()))
+        return self._product(market_hash)
+
+    def products(self) -> list[ProductRecord]:
+        return self.ctx.db.products(self.ctx.address)
+
+    def _product(self, market_hash: str) -> ProductRecord:
+        record = self.ctx.db.product(market_hash)
+        if record is None or record.owner != self.ctx.address:
+            raise UnknownProduct(f"{market_hash} is not one of this wallet's products")
+        return record
+
+    # ------------------------------------------------------------------ orders
+
+    def product_for(self, order: OrderRecord) -> ProductDescription | None:
+        """The local product an order is for, or None if it is not one of this wallet's."""
+        record = self.ctx.db.product(order.market_hash)
+        if record is None or record.owner != self.ctx.address:
+            return None
+        return _description(record)
+
+    def confirm(self, order_id: int) -> OrderRecord:
+        """Accept an order: the contract's sellerConfirm, depositing the order's price.
+
+        Refused (ForbiddenAction, nothing sent) unless the lifecycle allows it and the order
+        is a fair one for one of this wallet's products: same description, data hash, and
+        at least the listed price.
+        """
+        order = self.book.mine(order_id, ROLE_SELLER)
+        reason = seller_refusal(order.terms, self.product_for(order), self.ctx.address)
+        if reason is not None:
+            raise ForbiddenAction(str(Action.SELLER_CONFIRM), reason, order_id)
+        return self.act(Action.SELLER_CONFIRM, order_id, lambda: self.seller_agent.confirm(order_id))
+
+    def deliver(self, order_id: int) -> SellerReceipt:
+        """Send SELLER_DATA (product, locator, key wrapped to the buyer) to the order's proxy.
+
+        Blocks until the proxy has fetched and verified the ciphertext and claimed
+        proxyFetched; safe to repeat. Falls back to the secondary proxy when the first
+        cannot be reached.
+        """
+        order = self.book.refresh(order_id)
+        if order.role != ROLE_SELLER:
+            raise ForbiddenAction("deliver", "only seller", order_id)
+        if order.state is not OrderState.SELLER_CONFIRMED:
+            raise ForbiddenAction("deliver", f"wrong state {order.state.name}", order_id)
+        record = self._product(order.market_hash)
+        upload = self.ctx.db.upload(record.upload_id)
+        if upload is None:
+            raise UnknownUpload(f"the upload of product {record.market_hash} is missing from the database")
+        terms = order.terms
+        with translated("unwrap the data key"):
+            key = unwrap_key(self.ctx.me.encryption_key, upload.wrapped_key)
+        wrapped = wrap_key(terms.buyer_key, key)
+        product = _description(record)
+        receipt: SellerReceipt | None = None
+        failure: ProxyUnavailable | None = None
+        for proxy in dict.fromkeys([terms.proxy, terms.proxy2]):
+            try:
+                endpoint = self.ctx.proxies.endpoint(proxy)
+                with translated(f"deliver order {order_id}"):
+                    receipt = self.ctx.proxy_client.send_seller_data(
+                        endpoint, order_id, product, upload.locator, wrapped_key=wrapped, buyer_key=terms.buyer_key
+                    )
+                break
+            except ProxyUnavailable as exc:
+                self.ctx.proxies.forget(proxy)
+                failure = exc
+        if receipt is None:
+            assert failure is not None
+            raise failure
+        self.ctx.db.set_progress(self.ctx.contract, self.ctx.address, order_id, delivered=1)
+        self.book.refresh(order_id)
+        log.info("order %d: delivered to the proxy (%d bytes)", order_id, receipt.size)
+        return receipt
+
+
+def _description(record: ProductRecord) -> ProductDescription:
+    return ProductDescription.from_dict(json.loads(record.canonical))
