@@ -63,6 +63,9 @@ def start(argv: list[str] | None = None) -> int:
         "10",
         "--max-requests",
         "100000",
+        # gunicorn 27 opens a control socket at one fixed path in $HOME, shared by every market
+        # on the machine (tests run several); the market does not use it.
+        "--no-control-socket",
         "--access-logfile",
         "-" if config.get("logging.level").upper() == "DEBUG" else "/dev/null",
         "--error-logfile",
