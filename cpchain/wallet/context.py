@@ -23,7 +23,7 @@ from cpchain.market.client import MarketClient, MarketError
 from cpchain.proxy.client import ProxyClient, ProxyUnreachable, endpoint_of, pick_proxy, resolve
 from cpchain.proxy.discovery import DiscoverySettings
 from cpchain.proxy.protocol import Domain, Endpoint
-from cpchain.proxy.tracker import ProxyStanding, TrackerUnavailable, list_live_proxies
+from cpchain.proxy.tracker import ProxyStanding, TrackerUnavailable, list_live_proxies, proxies_with_standing
 from cpchain.storage.base import Plugin
 from cpchain.storage.settings import build_plugin
 from cpchain.wallet.accounts import AccountStore, UnlockedAccount
@@ -67,6 +67,21 @@ class ProxyDirectory:
             standing = pick_proxy(self.tracker, self.escrow, exclude=exclude, timeout=self.timeout)
         self._endpoints[standing.address.lower()] = endpoint_of(standing.record)
         return standing
+
+    def standings(self) -> list[ProxyStanding]:
+        """Every live proxy with its deposit and credit, best first (what a buyer chooses from)."""
+        if self.tracker is None:
+            raise ProxyUnavailable("no tracker configured: name the proxy explicitly")
+        try:
+            records = asyncio.run(list_live_proxies(self.tracker, chain_id=self.domain.chain_id,
+                                                    contract=self.domain.contract, timeout=self.timeout))  # fmt: skip
+        except TrackerUnavailable as exc:
+            raise ProxyUnavailable(f"tracker {self.tracker[0]}:{self.tracker[1]}: {exc}") from None
+        with translated("read the proxies' standing"):
+            found = proxies_with_standing(records, self.escrow)
+        for standing in found:
+            self._endpoints[standing.address.lower()] = endpoint_of(standing.record)
+        return found
 
     def remember(self, endpoint: Endpoint) -> None:
         """Use this endpoint for its proxy (e.g. from the CLI or a test) without a lookup."""

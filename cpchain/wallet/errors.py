@@ -31,6 +31,7 @@ from cpchain.storage.base import StorageError
 __all__ = [
     "AccountError",
     "AccountExists",
+    "BadInput",
     "ChainUnavailable",
     "DataCorrupt",
     "DatabaseError",
@@ -59,6 +60,10 @@ __all__ = [
 
 class WalletError(Exception):
     """Base of every wallet failure; str() is one line for a person."""
+
+
+class BadInput(WalletError):
+    """What the user typed is not valid here (an address, an amount); nothing was sent."""
 
 
 # --- accounts -------------------------------------------------------------------------

@@ -1,0 +1,3 @@
+from cpchain.wallet.qt.app import main
+
+main()

@@ -1,0 +1,114 @@
+"""Small widgets and formatting shared by the pages: the message banner, QR codes, amounts."""
+
+from __future__ import annotations
+
+import io
+import time
+from decimal import Decimal
+from typing import ClassVar
+
+import segno
+from PyQt5.QtCore import Qt, pyqtSignal
+from PyQt5.QtGui import QPixmap
+from PyQt5.QtWidgets import QFrame, QHBoxLayout, QHeaderView, QLabel, QPushButton, QTableWidget, QWidget
+
+from cpchain.wallet.funds import format_amount
+
+__all__ = ["Banner", "columns", "cpc", "heading", "hide_row_numbers", "qr_pixmap", "rating_text", "short", "when"]
+
+
+class Banner(QFrame):
+    """A one-line message across the top of the window: an error (red) or a notice (green)."""
+
+    STYLES: ClassVar[dict[str, str]] = {
+        "error": "QFrame#banner { background: #fde2e1; border: 1px solid #e0a3a0; } QLabel { color: #8a1c14; }",
+        "info": "QFrame#banner { background: #e3f4e1; border: 1px solid #a6d1a0; } QLabel { color: #1d5a17; }",
+    }
+    dismissed = pyqtSignal()
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("banner")
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(10, 6, 6, 6)
+        self.label = QLabel()
+        self.label.setWordWrap(True)
+        self.label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.close_button = QPushButton("Dismiss")
+        self.close_button.clicked.connect(self.dismiss)
+        layout.addWidget(self.label, 1)
+        layout.addWidget(self.close_button)
+        self.kind = ""
+        self.hide()
+
+    def show_message(self, text: str, kind: str = "error") -> None:
+        self.kind = kind
+        self.setStyleSheet(self.STYLES[kind])
+        self.label.setText(text)
+        self.show()
+
+    def error(self, text: str) -> None:
+        self.show_message(text, "error")
+
+    def info(self, text: str) -> None:
+        self.show_message(text, "info")
+
+    def text(self) -> str:
+        """The message shown, "" when none is."""
+        return "" if self.isHidden() else self.label.text()
+
+    def dismiss(self) -> None:
+        self.kind = ""
+        self.label.clear()
+        self.hide()
+        self.dismissed.emit()
+
+
+def heading(text: str) -> QLabel:
+    label = QLabel(text)
+    font = label.font()
+    font.setPointSizeF(font.pointSizeF() * 1.4)
+    font.setBold(True)
+    label.setFont(font)
+    return label
+
+
+def qr_pixmap(text: str, scale: int = 5) -> QPixmap:
+    """A QR code of `text` (error correction M, with its quiet zone) as a pixmap."""
+    buffer = io.BytesIO()
+    segno.make(text, error="m", micro=False).save(buffer, kind="png", scale=scale, border=4)
+    pixmap = QPixmap()
+    pixmap.loadFromData(buffer.getvalue(), "PNG")
+    return pixmap
+
+
+def cpc(wei: int | str, places: int = 6) -> str:
+    return format_amount(int(wei), places)
+
+
+def short(address: str) -> str:
+    return f"{address[:8]}…{address[-6:]}" if len(address) > 16 else address
+
+
+def when(unix: float) -> str:
+    """Local date and time of a unix timestamp."""
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(unix))
+
+
+def rating_text(average: float | Decimal | None, count: int) -> str:
+    if not count or average is None:
+        return "no ratings yet"
+    return f"{float(average):.1f} / 5 ({count} rating{'s' if count != 1 else ''})"
+
+
+def columns(table: QTableWidget) -> QHeaderView:
+    """The table's column header."""
+    header = table.horizontalHeader()
+    assert header is not None
+    return header
+
+
+def hide_row_numbers(table: QTableWidget) -> None:
+    header = table.verticalHeader()
+    assert header is not None
+    header.hide()
