@@ -735,23 +735,43 @@ def _account_status(config: Config, chain_up: bool) -> tuple[list[str], bool]:
 
 def main_impl() -> int:
     parser = argparse.ArgumentParser(prog="pdash-testnet", description="Run the local PDash testnet.")
-    parser.add_argument("command", choices=["up", "down", "status"])
+    parser.add_argument("command", choices=["up", "down", "status", "demo"],
+                        help="demo: run one complete file trade on the running testnet, step by step")  # fmt: skip
     parser.add_argument("--config", help="config file (default: $CPCHAIN_HOME_CONFIG_PATH or ~/.cpchain/cpchain.toml)")
+    parser.add_argument("--demo", action="store_true", help="with up: then run the demo trade")
     args = parser.parse_args()
     if args.config:
         # The services read their config the same way: name the file for them too.
         os.environ["CPCHAIN_HOME_CONFIG_PATH"] = str(Path(args.config).resolve())
     config = load_config()
     setup_logging(config)
+    if args.demo and args.command != "up":
+        parser.error("--demo goes with up (or run the demo command)")
     if args.command == "up":
-        print("\n".join(up(config)))
-        return 0
+        print("\n".join(up(config)), flush=True)
+        return demo(config) if args.demo else 0
+    if args.command == "demo":
+        return demo(config)
     if args.command == "down":
         print("\n".join(down(config)))
         return 0
     lines, healthy = status(config)
     print("\n".join(lines))
     return 0 if healthy else 3
+
+
+def demo(config: Config) -> int:
+    """One file trade between the testnet's seller and buyer (cpchain.wallet.demo), one line per step."""
+    from cpchain.wallet.demo import DemoFailed, run_demo
+    from cpchain.wallet.errors import WalletError
+
+    logging.getLogger("cpchain.wallet").setLevel(logging.WARNING)  # the steps' lines say it all
+    try:
+        run_demo(config, out=lambda line: print(line, flush=True))
+    except (DemoFailed, WalletError) as exc:
+        print(f"pdash-testnet: demo: {exc}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def main() -> None:
