@@ -224,17 +224,26 @@ class ProxyClient:
         part = dest.with_name(dest.name + ".part")
         dest.parent.mkdir(parents=True, exist_ok=True)
         failures = 0
+        # The bytes are hashed as they are written (a second pass over a large file costs as
+        # much as the download); only bytes already on disk from an earlier attempt are read back.
+        digest, hashed = hashlib.sha256(), 0
         while True:
             have = part.stat().st_size if part.exists() else 0
             if have > grant.size:
                 part.unlink()
                 have = 0
+            if hashed != have:
+                digest, hashed = _sha256_of(part) if have else hashlib.sha256(), have
             if have == grant.size:
                 break
+            writer = _HashingWriter(digest)
             try:
                 with part.open("ab") as out:
-                    self._get_range(grant, have, grant.size, out, progress)
+                    writer.out = out
+                    self._get_range(grant, have, grant.size, writer, progress)
+                hashed = have + writer.written
             except (OSError, ssl.SSLError, http.client.HTTPException, DownloadFailed) as exc:
+                hashed = -1  # how much of the interrupted write reached the file: read it back
                 if isinstance(exc, DownloadCorrupt):
                     raise
                 failures += 1
@@ -242,7 +251,7 @@ class ProxyClient:
                     raise DownloadFailed(f"download of order {grant.order_id} failed: {exc}") from None
                 log.info("download interrupted (%s); resuming", exc)
                 time.sleep(self.retry_delay)
-        if _sha256(part) != terms.data_hash.hex():
+        if digest.hexdigest() != terms.data_hash.hex():
             part.unlink()
             raise DownloadCorrupt("the downloaded file is not the ciphertext the order committed to")
         if top_up:
@@ -374,12 +383,27 @@ def _read_exact(sock: ssl.SSLSocket, n: int) -> bytes:
     return bytes(chunks)
 
 
-def _sha256(path: Path) -> str:
+def _sha256_of(path: Path) -> Any:
+    """A running SHA-256 of the file's bytes, to be continued with the rest of its content."""
     digest = hashlib.sha256()
     with path.open("rb") as fh:
         while chunk := fh.read(READ_BUFFER):
             digest.update(chunk)
-    return digest.hexdigest()
+    return digest
+
+
+class _HashingWriter:
+    """Writes to `out` and feeds the same bytes to `digest`, counting them."""
+
+    def __init__(self, digest: Any) -> None:
+        self.digest = digest
+        self.out: Any = None
+        self.written = 0
+
+    def write(self, data: memoryview) -> None:
+        self.out.write(data)
+        self.digest.update(data)
+        self.written += len(data)
 
 
 def _http_refusal(response: http.client.HTTPResponse) -> ProxyClientError:
