@@ -1,0 +1,1 @@
+"""The `pdash` commands, one module per topic; `base` holds what they share (see cpchain.wallet.cli)."""
