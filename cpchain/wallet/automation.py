@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from cpchain.types import OrderState
+from cpchain.types import OrderState, Verdict
 from cpchain.wallet.buyer import Buyer
 from cpchain.wallet.context import WalletContext
 from cpchain.wallet.db import OrderRecord
@@ -53,15 +53,18 @@ class StepReport:
 class Automation:
     """Seller: confirm and deliver new orders. Buyer: receive, verify and decrypt deliveries.
 
-    Both: claim timeouts that pay the account back; optionally (Policy.auto_confirm) the
+    Both: claim timeouts that pay the account back, agree with a dispute's verdict in the
+    account's favour (Policy.accept_verdicts); optionally (Policy.auto_confirm) the
     buyer confirms a verified delivery.
     """
 
-    def __init__(self, ctx: WalletContext, policy: Policy | None = None, *,
-                 clock: Callable[[], float] = time.time) -> None:  # fmt: skip
+    def __init__(self, ctx: WalletContext, policy: Policy | None = None, *, clock: Callable[[], float] = time.time,
+                 progress: Callable[[int, str, int, int], None] | None = None) -> None:  # fmt: skip
         self.ctx = ctx
         self.policy = policy or Policy()
         self.clock = clock
+        self.progress = progress
+        """Told (order id, phase, bytes done, bytes in all) while a delivery is received."""
         self.seller = Seller(ctx)
         self.buyer = Buyer(ctx)
         self.book = self.seller.book
@@ -120,6 +123,12 @@ class Automation:
         return purchase is not None and purchase.decrypted
 
     def _facts(self, order: OrderRecord) -> OrderFacts:
+        verdict, agreed = Verdict.NONE, False
+        if order.state is OrderState.DISPUTED:  # the verdict is not mirrored locally: read it
+            with translated("read the chain"):
+                status = self.ctx.escrow.status(order.order_id)
+            verdict = status.verdict
+            agreed = status.buyer_agreed if order.role == ROLE_BUYER else status.seller_agreed
         return OrderFacts(
             role=order.role,
             terms=order.terms,
@@ -130,6 +139,8 @@ class Automation:
             next_try=order.next_try,
             product=self.seller.product_for(order) if order.role == ROLE_SELLER else None,
             received=order.role == ROLE_BUYER and self._received(order),
+            verdict=verdict,
+            agreed=agreed,
         )
 
     def _run(self, task: Task, order: OrderRecord) -> None:
@@ -144,13 +155,17 @@ class Automation:
         elif task is Task.DELIVER:
             self.seller.deliver(order_id)
         elif task is Task.RECEIVE:
-            self.buyer.receive(order_id)
+            report = self.progress
+            self.buyer.receive(order_id, None if report is None else
+                               (lambda phase, done, total: report(order_id, phase, done, total)))  # fmt: skip
         elif task is Task.BUYER_CONFIRM:
             current = self.book.refresh(order_id)
             if current.state is OrderState.PROXY_DELIVERED and self._received(current):
                 self.buyer.confirm(order_id)
         elif task is Task.CLAIM_TIMEOUT:
             (self.seller if order.role == ROLE_SELLER else self.buyer).claim_timeout(order_id)
+        elif task is Task.ACCEPT_VERDICT:
+            (self.seller if order.role == ROLE_SELLER else self.buyer).answer_verdict(order_id, True)
 
     def _failed(self, order: OrderRecord, task: Task, exc: WalletError, report: StepReport) -> None:
         attempts = order.attempts + 1

@@ -12,6 +12,7 @@ receive (cpchain.wallet.automation does) or touch seller state.
 from __future__ import annotations
 
 import logging
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +48,16 @@ __all__ = ["DEFAULT_TIME_ALLOWED", "Buyer", "Listing"]
 log = logging.getLogger(__name__)
 
 DEFAULT_TIME_ALLOWED = 86400
+
+_receiving: dict[str, threading.Lock] = {}
+_receiving_guard = threading.Lock()
+
+
+def _receive_lock(cipher: Path) -> threading.Lock:
+    """One lock per download file: two receives of one order (a front end's and the
+    automation's) take turns instead of appending to the same partial file."""
+    with _receiving_guard:
+        return _receiving.setdefault(str(cipher), threading.Lock())
 
 
 class Listing:
@@ -152,13 +163,19 @@ class Buyer(Party):
         if reason is not None:
             raise NotReady(f"order {order_id}: {reason}")
         purchase = self._purchase(order_id)
+        cipher_name, plain_name = download_names(order_id, self.ctx.contract, purchase.title)
+        cipher = self.ctx.download_dir / cipher_name
+        plain = self.ctx.download_dir / plain_name
+        with _receive_lock(cipher):
+            return self._receive(order, plain, cipher, progress)
+
+    def _receive(self, order: OrderRecord, plain: Path, cipher: Path, progress: Progress | None) -> PurchaseRecord:
+        order_id = order.order_id
+        purchase = self._purchase(order_id)
         if purchase.decrypted and Path(purchase.decrypted_path).is_file():
             return purchase
         terms = order.terms
         grant = self._grant(order)
-        cipher_name, plain_name = download_names(order_id, self.ctx.contract, purchase.title)
-        cipher = self.ctx.download_dir / cipher_name
-        plain = self.ctx.download_dir / plain_name
         self.ctx.download_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         with translated(f"download order {order_id}"):
             report = phased(progress, "download", grant.size)

@@ -354,6 +354,11 @@ class WalletDB:
         with self.transaction() as conn:
             conn.execute("UPDATE products SET published = ? WHERE market_hash = ?", (when, market_hash))
 
+    def remove_pending_product(self, market_hash: str) -> None:
+        """Forget a listing the market never accepted (published = 0); published ones stay."""
+        with self.transaction() as conn:
+            conn.execute("DELETE FROM products WHERE market_hash = ? AND published = 0", (market_hash,))
+
     def product(self, market_hash: str) -> ProductRecord | None:
         row = self._one("SELECT * FROM products WHERE market_hash = ?", (market_hash,))
         return _product(row) if row else None

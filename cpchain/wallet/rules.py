@@ -20,7 +20,15 @@ from cpchain.chain.lifecycle import Action, Windows, refusal
 from cpchain.crypto.errors import CryptoError
 from cpchain.crypto.signing import product_signer
 from cpchain.proxy.rules import SERVABLE_STATES
-from cpchain.types import InvalidProduct, OrderState, OrderStatus, OrderTerms, ProductDescription, ProductType
+from cpchain.types import (
+    InvalidProduct,
+    OrderState,
+    OrderStatus,
+    OrderTerms,
+    ProductDescription,
+    ProductType,
+    Verdict,
+)
 from cpchain.wallet.errors import InvalidListing
 
 __all__ = [
@@ -38,6 +46,7 @@ __all__ = [
     "rate_refusal",
     "receive_refusal",
     "seller_refusal",
+    "verdict_favours",
     "verify_listing",
 ]
 
@@ -169,6 +178,7 @@ class Task(StrEnum):
     RECEIVE = "receive"
     BUYER_CONFIRM = "buyer-confirm"
     CLAIM_TIMEOUT = "claim-timeout"
+    ACCEPT_VERDICT = "accept-verdict"  # agree with a proxy's verdict in this account's favour
 
 
 @dataclass(frozen=True)
@@ -177,6 +187,7 @@ class Policy:
 
     auto_confirm: bool = False  # buyer: confirm once the file is verified and decrypted
     claim_timeouts: bool = True  # claim a timeout that pays this account back
+    accept_verdicts: bool = True  # agree with a proxy's verdict in this account's favour (never appeal)
     retry_base: int = 5  # seconds before the first retry of a failed step
     retry_max: int = 300
 
@@ -199,6 +210,15 @@ class OrderFacts:
     next_try: int = 0  # unix time of the next allowed attempt
     product: ProductDescription | None = None  # seller: the local product the order is for
     received: bool = False  # buyer: downloaded, verified and decrypted
+    verdict: Verdict = Verdict.NONE  # disputed: the proxy's verdict, if given
+    agreed: bool = False  # disputed: this account has agreed with the verdict
+
+
+def verdict_favours(role: str, verdict: Verdict) -> bool:
+    """Whether a dispute's verdict is in the favour of the party in `role`."""
+    if role == ROLE_BUYER:
+        return verdict is Verdict.SELLER_AT_FAULT
+    return role == ROLE_SELLER and verdict is Verdict.BUYER_AT_FAULT
 
 
 def decide(facts: OrderFacts, *, me: str, chain_now: int, wall_now: int, windows: Windows,
@@ -207,10 +227,15 @@ def decide(facts: OrderFacts, *, me: str, chain_now: int, wall_now: int, windows
 
     A buyer receives what it paid for in every state the proxy serves it, final ones
     included (a sale may be finished by the seller's timeout claim before the download).
+    In a dispute, a party agrees with a verdict in its favour (the other may still appeal;
+    rejecting a verdict is a person's decision, never the automation's) and claims the
+    timeout only if the outcome pays it.
     """
     if wall_now < facts.next_try:
         return []
-    status = OrderStatus(facts.state, facts.end_time, facts.dispute_end)
+    status = OrderStatus(facts.state, facts.end_time, facts.dispute_end, verdict=facts.verdict,
+                         buyer_agreed=facts.agreed and facts.role == ROLE_BUYER,
+                         seller_agreed=facts.agreed and facts.role == ROLE_SELLER)  # fmt: skip
 
     def allowed(action: Action) -> bool:
         return refusal(action, facts.terms, status, me, chain_now, windows) is None
@@ -239,6 +264,16 @@ def decide(facts: OrderFacts, *, me: str, chain_now: int, wall_now: int, windows
         and allowed(Action.BUYER_CONFIRM)
     ):
         tasks.append(Task.BUYER_CONFIRM)
-    if policy.claim_timeouts and facts.state in _TIMEOUT_PAYS.get(facts.role, ()) and allowed(Action.CLAIM_TIMEOUT):
+    disputed = facts.state is OrderState.DISPUTED
+    favoured = verdict_favours(facts.role, facts.verdict)
+    if disputed and policy.accept_verdicts and favoured and allowed(Action.ANSWER_VERDICT):
+        tasks.append(Task.ACCEPT_VERDICT)
+    lost = disputed and facts.verdict is not Verdict.NONE and not favoured
+    if (
+        policy.claim_timeouts
+        and facts.state in _TIMEOUT_PAYS.get(facts.role, ())
+        and not lost
+        and allowed(Action.CLAIM_TIMEOUT)
+    ):
         tasks.append(Task.CLAIM_TIMEOUT)
     return tasks

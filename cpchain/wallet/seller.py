@@ -11,23 +11,29 @@ decide when to do these (cpchain.wallet.automation does) or touch buyer state.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
+import mimetypes
 import secrets
 import time
 from collections.abc import Sequence
 from contextlib import suppress
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 from cpchain.chain.escrow import SellerAgent
 from cpchain.chain.lifecycle import Action
 from cpchain.crypto import encrypt_file, generate_data_key, sign_product, unwrap_key, wrap_key
 from cpchain.proxy.client import SellerReceipt
-from cpchain.storage.base import Plugin
-from cpchain.types import OrderState, ProductDescription, ProductType
+from cpchain.storage.base import Locator, Plugin
+from cpchain.storage.s3 import S3Storage
+from cpchain.types import InvalidProduct, OrderState, ProductDescription, ProductType
 from cpchain.wallet.context import Progress, WalletContext, phased
 from cpchain.wallet.db import OrderRecord, ProductRecord, UploadRecord
 from cpchain.wallet.errors import (
+    BadInput,
     ForbiddenAction,
     MarketRefused,
     ProxyUnavailable,
@@ -133,6 +139,85 @@ class Seller(Party):
     def products(self) -> list[ProductRecord]:
         return self.ctx.db.products(self.ctx.address)
 
+    # ------------------------------------------------------------------ listings on the market
+
+    def market_products(self, status: str = "") -> list[dict[str, Any]]:
+        """This account's listings on the market (visible and hidden; or only `status`), newest first."""
+        found: list[dict[str, Any]] = []
+        page = 1
+        while True:
+            params = {"page": page, "page_size": 100, **({"status": status} if status else {})}
+            call = partial(self.ctx.market.get, "/product/v1/my_products/", params)
+            reply = self.ctx.market_call(call, "my products")
+            found += list(reply.get("results", []))
+            if len(found) >= int(reply.get("count", 0)) or not reply.get("results"):
+                return found
+            page += 1
+
+    def set_cover(self, market_hash: str, image: Path) -> dict[str, Any]:
+        """Upload `image` (PNG, JPEG, GIF or WebP) as the cover of one of this account's listings."""
+        source = Path(image)
+        try:
+            data = source.read_bytes()
+        except OSError as exc:
+            raise StorageFailed(f"cannot read {source}: {exc.strerror}") from None
+        mime = mimetypes.guess_type(source.name)[0] or "application/octet-stream"
+        path = f"/product/v1/products/{market_hash}/cover/"
+        return dict(self.ctx.market_call(
+            lambda: self.ctx.market.request("PUT", path, files={"image": (source.name, data, mime)}), "cover image"
+        ))  # fmt: skip
+
+    def hide(self, market_hash: str) -> dict[str, Any]:
+        """Take a listing out of the market's lists (orders on it stay valid); `show` undoes it."""
+        path = f"/product/v1/products/{market_hash}/hide/"
+        return dict(self.ctx.market_call(lambda: self.ctx.market.post(path), "hide"))
+
+    def show(self, market_hash: str) -> dict[str, Any]:
+        path = f"/product/v1/products/{market_hash}/show/"
+        return dict(self.ctx.market_call(lambda: self.ctx.market.post(path), "show"))
+
+    def delete(self, market_hash: str) -> None:
+        """Delete a listing from the market for good (the local record and upload stay)."""
+        path = f"/product/v1/products/{market_hash}/"
+        self.ctx.market_call(lambda: self.ctx.market.request("DELETE", path), "delete")
+
+    def edit(self, market_hash: str, *, title: str | None = None, price: int | None = None,
+             description: str | None = None, category: str | None = None,
+             tags: Sequence[str] | None = None) -> ProductRecord:  # fmt: skip
+        """Replace a published listing with a new signed version (same data); returns the new record.
+
+        The market keeps the old version as superseded (orders placed on it stay
+        verifiable) and the new one inherits its visibility and cover.
+        """
+        old = self._product(market_hash)
+        if not old.published:
+            raise ForbiddenAction("edit", "the listing is not published yet: publish it first")
+        changes: dict[str, Any] = {"title": title, "price": price, "description": description,
+                                   "category": category, "tags": None if tags is None else tuple(tags)}  # fmt: skip
+        try:
+            product = dataclasses.replace(
+                _description(old), nonce=secrets.token_hex(16), **{k: v for k, v in changes.items() if v is not None}
+            )
+        except InvalidProduct as exc:
+            raise BadInput(str(exc)) from None
+        record = ProductRecord(
+            market_hash=product.market_hash(), owner=self.ctx.address, upload_id=old.upload_id, title=product.title,
+            price=product.price, canonical=product.canonical().decode(),
+            signature=sign_product(self.ctx.me.account, product.canonical()), published=0,
+        )  # fmt: skip
+        self.ctx.db.add_product(record)
+        try:
+            reply = self.ctx.market_call(
+                lambda: self.ctx.market.replace(self.ctx.me.account, market_hash, product), "edit"
+            )
+        except MarketRefused:  # refused for certain (unlike a lost reply): forget the new version
+            self.ctx.db.remove_pending_product(record.market_hash)
+            raise
+        if reply.get("market_hash") != record.market_hash:
+            raise MarketRefused(f"the market listed the new version as {reply.get('market_hash')}")
+        self.ctx.db.mark_published(record.market_hash, int(time.time()))
+        return self._product(record.market_hash)
+
     def _product(self, market_hash: str) -> ProductRecord:
         record = self.ctx.db.product(market_hash)
         if record is None or record.owner != self.ctx.address:
@@ -182,6 +267,7 @@ class Seller(Party):
             key = unwrap_key(self.ctx.me.encryption_key, upload.wrapped_key)
         wrapped = wrap_key(terms.buyer_key, key)
         product = _description(record)
+        locator = self._fetchable(upload)
         receipt: SellerReceipt | None = None
         failure: ProxyUnavailable | None = None
         for proxy in dict.fromkeys([terms.proxy, terms.proxy2]):
@@ -189,7 +275,7 @@ class Seller(Party):
                 endpoint = self.ctx.proxies.endpoint(proxy)
                 with translated(f"deliver order {order_id}"):
                     receipt = self.ctx.proxy_client.send_seller_data(
-                        endpoint, order_id, product, upload.locator, wrapped_key=wrapped, buyer_key=terms.buyer_key
+                        endpoint, order_id, product, locator, wrapped_key=wrapped, buyer_key=terms.buyer_key
                     )
                 break
             except ProxyUnavailable as exc:
@@ -202,6 +288,16 @@ class Seller(Party):
         self.book.refresh(order_id)
         log.info("order %d: delivered to the proxy (%d bytes)", order_id, receipt.size)
         return receipt
+
+    def _fetchable(self, upload: UploadRecord) -> str:
+        """The upload's locator as a proxy can fetch it: an S3 object (in the seller's own,
+        private bucket) gets a presigned GET URL, made fresh for each delivery."""
+        if upload.storage_type != S3Storage.type_name:
+            return upload.locator
+        plugin = self.ctx.storage(S3Storage.type_name)
+        assert isinstance(plugin, S3Storage)
+        with translated("presign the upload"):
+            return plugin.presign(Locator.from_json(upload.locator)).to_json()
 
 
 def _description(record: ProductRecord) -> ProductDescription:

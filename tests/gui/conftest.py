@@ -60,3 +60,29 @@ def make_window(qtbot: QtBot) -> Iterator[WindowFactory]:
     for window in built:
         window.session.shutdown(timeout=10)
         window.worker.shutdown(wait=True)
+
+
+def party_home(live: Services, party: str, name: str, *, market_url: str | None = None) -> Path:
+    """A copy of the world account `party`'s wallet home (keystore and config), its own database."""
+    import shutil
+
+    template = live.home(party)
+    home = live.base / f"gui-{name}"
+    if not home.exists():
+        shutil.copytree(template / "keystore", home / "keystore")
+    text = (template / "cpchain.toml").read_text().replace(str(template), str(home))
+    if market_url is not None:
+        text = text.replace(live.market.url, market_url)
+    (home / "cpchain.toml").write_text(text)
+    return home
+
+
+def unlock_window(qtbot: QtBot, window: MainWindow, party: str, timeout: int = 30_000) -> None:
+    """Unlock the window's only account with the world account `party`'s password, through the widgets."""
+    from PyQt5.QtCore import Qt
+
+    page = window.accounts
+    qtbot.waitUntil(lambda: page.unlock_button.isEnabled() and window.worker.pending == 0, timeout=timeout)
+    qtbot.keyClicks(page.unlock_password, password(party))
+    qtbot.mouseClick(page.unlock_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: window.session.wallet is not None, timeout=timeout)

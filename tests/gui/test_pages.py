@@ -19,6 +19,7 @@ from cpchain.wallet.qt.window import MainWindow
 from cpchain.wallet.seller import Seller
 from tests.chain.conftest import ETHER
 from tests.gui.conftest import WindowFactory, fresh_home
+from tests.gui.trading import show
 from tests.wallet.conftest import Services, random_file
 
 GOOD_PASSWORD = "correct horse 42"
@@ -38,6 +39,10 @@ def banner(qtbot: QtBot, window: MainWindow, kind: str, contains: str) -> str:
     return window.banner.text()
 
 
+LOCKED_PAGES = ["Account", "Settings"]  # settings apply at the next unlock: reachable while locked
+UNLOCKED_PAGES = ["Account", "Home", "Wallet", "Market", "Publish", "My data", "Purchased data", "Orders", "Settings"]
+
+
 def visible_pages(window: MainWindow) -> list[str]:
     return [window.nav.item(i).text() for i in range(window.nav.count()) if not window.nav.item(i).isHidden()]
 
@@ -46,7 +51,7 @@ def create_and_unlock(qtbot: QtBot, window: MainWindow, tmp_path: Path) -> str:
     page = window.accounts
     idle(qtbot, window)
     assert "No account yet" in page.state_label.text()
-    assert visible_pages(window) == ["Account"]
+    assert visible_pages(window) == LOCKED_PAGES
     qtbot.keyClicks(page.new_password, "short1")
     assert not page.create_button.isEnabled() and "at least 10 characters" in page.rules_label.text()
     page.new_password.clear()
@@ -75,14 +80,14 @@ def create_and_unlock(qtbot: QtBot, window: MainWindow, tmp_path: Path) -> str:
     qtbot.keyClicks(page.unlock_password, "not the password 1")
     click(qtbot, page.unlock_button)
     assert "wrong password" in banner(qtbot, window, "error", "Unlock failed")
-    assert window.session.wallet is None and visible_pages(window) == ["Account"]
+    assert window.session.wallet is None and visible_pages(window) == LOCKED_PAGES
 
     page.unlock_password.clear()
     qtbot.keyClicks(page.unlock_password, GOOD_PASSWORD)
     click(qtbot, page.unlock_button)
     qtbot.waitUntil(lambda: window.session.wallet is not None, timeout=WAIT)
     assert window.current_page() is window.wallet
-    assert visible_pages(window) == ["Account", "Wallet", "Market"]
+    assert visible_pages(window) == UNLOCKED_PAGES
     return str(address)
 
 
@@ -139,8 +144,7 @@ def test_account_wallet_market_and_buying(services: Services, make_window: Windo
         titles[record.market_hash] = record.title
 
     # Market: keyword, category filter, sorting, pages.
-    qtbot.mouseClick(window.nav.viewport(), Qt.MouseButton.LeftButton,
-                     pos=window.nav.visualItemRect(window.nav.item(2)).center())  # fmt: skip
+    show(qtbot, window, "Market")
     market = window.market
     assert window.current_page() is market
     market.page_size = 2
@@ -200,7 +204,7 @@ def test_account_wallet_market_and_buying(services: Services, make_window: Windo
 
     # Locking hides every page but the account page.
     click(qtbot, window.lock_button)
-    assert window.session.wallet is None and visible_pages(window) == ["Account"]
+    assert window.session.wallet is None and visible_pages(window) == LOCKED_PAGES
     assert window.current_page() is window.accounts
 
 

@@ -6,15 +6,19 @@ the tracker and DHT boot node (bin/proxy-first-node), the two bonded proxies as 
 pointed at the same contract so its chain indexer can run, and a wallet home (config file,
 keystore with the imported role account) per party. Wallets are opened from those homes
 exactly as a front end opens them, so a test can close one and open it again (a restart).
+`start_services` starts the same set with another market database or proxy fetch policy
+(tests.wallet.test_e2e_paths: MariaDB, and storage on IPFS and S3).
 """
 
 from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -42,8 +46,12 @@ class Services:
         """The seller's `local` storage: a directory the proxies may fetch from."""
         return self.chain.base / "seller-files"
 
-    def home(self, name: str, *, market_url: str | None = None) -> Path:
-        """A wallet home for the world account `name` (created once): config and keystore."""
+    def home(self, name: str, *, market_url: str | None = None,
+             sections: Mapping[str, Mapping[str, object]] | None = None) -> Path:  # fmt: skip
+        """A wallet home for the world account `name` (created once): config and keystore.
+
+        `sections` replaces keys of the config's sections (or adds sections).
+        """
         home = self.base / f"wallet-{name}"
         if not home.exists():
             AccountStore(home / "keystore", fast_kdf=True).import_private_key(
@@ -59,13 +67,15 @@ class Services:
                       "boot_nodes": [f"{self.boot[0]}:{self.boot[1]}"]},
             "proxy.discovery": {"tracker_timeout": 2.0, "lookup_timeout": 5.0},
         }  # fmt: skip
+        for section, values in (sections or {}).items():
+            settings[section] = {**settings.get(section, {}), **values}
         lines = []
         for section, values in settings.items():
             lines += [f"[{section}]", *(f"{k} = {_toml(v)}" for k, v in values.items())]
         (home / "cpchain.toml").write_text("\n".join(lines) + "\n")
         return home
 
-    def open(self, name: str, **home: str) -> WalletContext:
+    def open(self, name: str, **home: Any) -> WalletContext:
         """Open the wallet of `name` as a front end does (config file, password)."""
         config = load_config(self.home(name, **home) / "cpchain.toml")
         ctx = open_wallet(config, password(name), proxy_timeout=60.0)
@@ -85,19 +95,27 @@ def password(name: str) -> str:
 
 @pytest.fixture(scope="module")
 def services(chain: Chain, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Services]:  # noqa: F811
-    base = tmp_path_factory.mktemp("wallet-e2e")
+    with start_services(chain, tmp_path_factory.mktemp("wallet-e2e")) as running:
+        yield running
+
+
+@contextmanager
+def start_services(chain: Chain, base: Path, *, market_backend: str = "sqlite",  # noqa: F811
+                   fetch: Mapping[str, object] | None = None) -> Iterator[Services]:  # fmt: skip
+    """Tracker and boot node, both proxies (`fetch`: their [proxy] fetch policy keys), and the
+    market on `market_backend` ("sqlite" or "mariadb"); stopped on exit."""
     dht_port, tracker_port = service_port(), service_port()
     boot = first_node(chain, base, dht_port, tracker_port)
     discovery = {"boot_nodes": [f"127.0.0.1:{dht_port}"], "tracker": f"127.0.0.1:{tracker_port}"}
     procs = {
-        name: ProxyProc(name, base / name, chain, chain.world.accounts[name], dict(discovery))
+        name: ProxyProc(name, base / name, chain, chain.world.accounts[name], {**discovery, **(fetch or {})})
         for name in ("proxy", "proxy2")
     }
     market: LiveMarket | None = None
     services: Services | None = None
     try:
         start_all(procs.values())
-        market = start_market(base / "market", "sqlite")
+        market = start_market(base / "market", market_backend)
         point_at_chain(market.home, chain.anvil.url, chain.world.escrow)
         (chain.base / "seller-files").mkdir(exist_ok=True)
         services = Services(chain, market, procs, ("127.0.0.1", tracker_port), ("127.0.0.1", dht_port), base)

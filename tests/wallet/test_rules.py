@@ -14,7 +14,7 @@ from eth_account.signers.local import LocalAccount
 from cpchain.chain.escrow import EscrowParams
 from cpchain.chain.lifecycle import Windows
 from cpchain.crypto import sign_product
-from cpchain.types import OrderState, OrderTerms, ProductDescription, ProductType
+from cpchain.types import OrderState, OrderTerms, ProductDescription, ProductType, Verdict
 from cpchain.wallet.errors import InvalidListing
 from cpchain.wallet.rules import (
     ROLE_BUYER,
@@ -30,6 +30,7 @@ from cpchain.wallet.rules import (
     rate_refusal,
     receive_refusal,
     seller_refusal,
+    verdict_favours,
     verify_listing,
 )
 
@@ -221,6 +222,30 @@ def test_a_dispute_nobody_rules_on_is_closed_after_the_arbiter_window() -> None:
     disputed = facts(ROLE_BUYER, OrderState.DISPUTED, dispute_end=END, received=True)
     assert run(disputed, now=END + WIN.arbiter - 1) == []
     assert run(disputed, now=END + WIN.arbiter) == [Task.CLAIM_TIMEOUT]
+
+
+def test_a_party_agrees_with_a_verdict_in_its_favour_and_never_appeals() -> None:
+    assert verdict_favours(ROLE_BUYER, Verdict.SELLER_AT_FAULT) and verdict_favours(ROLE_SELLER, Verdict.BUYER_AT_FAULT)
+    assert not verdict_favours(ROLE_BUYER, Verdict.BUYER_AT_FAULT) and not verdict_favours(ROLE_SELLER, Verdict.NONE)
+    for role, won, lost in ((ROLE_BUYER, Verdict.SELLER_AT_FAULT, Verdict.BUYER_AT_FAULT),
+                            (ROLE_SELLER, Verdict.BUYER_AT_FAULT, Verdict.SELLER_AT_FAULT)):  # fmt: skip
+        disputed = facts(role, OrderState.DISPUTED, dispute_end=END, received=True)
+        assert run(disputed) == []  # no verdict yet
+        assert run(replace(disputed, verdict=won)) == [Task.ACCEPT_VERDICT]
+        assert run(replace(disputed, verdict=won, agreed=True)) == []  # once
+        assert run(replace(disputed, verdict=lost)) == []  # a person decides whether to appeal
+        assert run(replace(disputed, verdict=won), now=END) == []  # the agreement window is over
+        assert run(replace(disputed, verdict=won), policy=Policy(accept_verdicts=False)) == []
+
+
+def test_after_the_arbiter_window_only_the_verdicts_winner_claims_the_timeout() -> None:
+    for role, won, lost in ((ROLE_BUYER, Verdict.SELLER_AT_FAULT, Verdict.BUYER_AT_FAULT),
+                            (ROLE_SELLER, Verdict.BUYER_AT_FAULT, Verdict.SELLER_AT_FAULT)):  # fmt: skip
+        disputed = facts(role, OrderState.DISPUTED, dispute_end=END, received=True)
+        after = END + WIN.arbiter
+        assert run(replace(disputed, verdict=won, agreed=True), now=after) == [Task.CLAIM_TIMEOUT]
+        assert run(replace(disputed, verdict=lost), now=after) == []  # it pays the other party only
+        assert run(disputed, now=after) == [Task.CLAIM_TIMEOUT]  # no verdict: both are refunded
 
 
 def test_backoff_grows_and_is_capped() -> None:

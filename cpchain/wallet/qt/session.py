@@ -21,6 +21,7 @@ from cpchain.wallet.buyer import Buyer
 from cpchain.wallet.context import WalletContext, open_wallet
 from cpchain.wallet.errors import WalletError
 from cpchain.wallet.funds import Funds
+from cpchain.wallet.qt.progress import throttled
 from cpchain.wallet.seller import Seller
 
 __all__ = ["Opened", "Session"]
@@ -49,6 +50,8 @@ class Session(QObject):
     """Unlocked, locked, or the accounts changed."""
     automation_report = pyqtSignal(object)
     """A StepReport of the background automation, on the GUI thread."""
+    receive_progress = pyqtSignal(int, str, int, int)
+    """(order id, phase, bytes done, bytes in all) of a delivery the automation receives."""
 
     def __init__(self, config: Config, store: AccountStore | None = None, *, automate: bool = True,
                  automation_interval: float = 2.0, proxy_timeout: float | None = None,
@@ -82,7 +85,7 @@ class Session(QObject):
         self.wallet = opened
         if self.automate:
             stop = threading.Event()
-            auto = Automation(opened.ctx)
+            auto = Automation(opened.ctx, progress=throttled(self.receive_progress.emit))
 
             def run() -> None:
                 try:

@@ -21,6 +21,7 @@ from PyQt5.QtWidgets import (
 )
 
 from cpchain.wallet.automation import StepReport
+from cpchain.wallet.qt.notifications import OrderFeed
 from cpchain.wallet.qt.pages import Page
 from cpchain.wallet.qt.session import Session
 from cpchain.wallet.qt.widgets import Banner
@@ -43,8 +44,14 @@ class MainWindow(QMainWindow):
     def __init__(self, session: Session, worker: Worker) -> None:
         super().__init__()
         from cpchain.wallet.qt.pages.accounts import AccountsPage
+        from cpchain.wallet.qt.pages.home import HomePage
         from cpchain.wallet.qt.pages.market import MarketPage
+        from cpchain.wallet.qt.pages.mydata import MyDataPage
+        from cpchain.wallet.qt.pages.orders import OrdersPage
         from cpchain.wallet.qt.pages.product import ProductPage
+        from cpchain.wallet.qt.pages.publish import PublishPage
+        from cpchain.wallet.qt.pages.purchases import PurchasesPage
+        from cpchain.wallet.qt.pages.settings import SettingsPage
         from cpchain.wallet.qt.pages.wallet import WalletPage
 
         self.session = session
@@ -70,6 +77,9 @@ class MainWindow(QMainWindow):
         outer.addLayout(header)
         self.banner = Banner()
         outer.addWidget(self.banner)
+        self.feed = OrderFeed(self)  # the account's orders, kept live, and notifications
+        header.insertWidget(header.indexOf(self.lock_button), self.feed.button)
+        outer.addWidget(self.feed.panel)
 
         body = QHBoxLayout()
         self.nav = QListWidget()
@@ -84,7 +94,14 @@ class MainWindow(QMainWindow):
         self.wallet = WalletPage(self)
         self.market = MarketPage(self)
         self.product = ProductPage(self)
-        self.pages: list[Page] = [self.accounts, self.wallet, self.market, self.product]
+        self.home = HomePage(self)
+        self.publish = PublishPage(self)
+        self.mydata = MyDataPage(self)
+        self.settings = SettingsPage(self)
+        self.purchases = PurchasesPage(self)
+        self.orders = OrdersPage(self)
+        self.pages: list[Page] = [self.accounts, self.home, self.wallet, self.market, self.product, self.publish,
+                                  self.mydata, self.purchases, self.orders, self.settings]  # fmt: skip
         self._items: dict[Page, QListWidgetItem] = {}
         for page in self.pages:
             self.stack.addWidget(page)
