@@ -30,7 +30,7 @@ EVERYONE = [*TRADERS, *PROXIES, "arbiter"]
 AMBIGUOUS_SECONDS = 30
 FAR_FUTURE = PARAMS.max_time_allowed + PARAMS.confirm_window + PARAMS.dispute_window + PARAMS.arbiter_window + 10
 STEPS = int(os.environ.get("PDASH_PROPERTY_STEPS", "40"))
-EXAMPLES = {"in-process": 3, "anvil": 5}
+EXAMPLES = {"in-process": 3, "anvil": 3}  # more: PDASH_PROPERTY_EXAMPLES
 OUTCOMES: Counter[str] = Counter()
 EXITS = {Action.BUYER_WITHDRAW, Action.CLAIM_TIMEOUT}
 # Who normally takes each action; picking them half the time drives orders deep.
