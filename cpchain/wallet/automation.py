@@ -120,7 +120,7 @@ class Automation:
 
     def _received(self, order: OrderRecord) -> bool:
         purchase = self.ctx.db.purchase(self.ctx.contract, self.ctx.address, order.order_id)
-        return purchase is not None and purchase.decrypted
+        return purchase is not None and purchase.received
 
     def _facts(self, order: OrderRecord) -> OrderFacts:
         verdict, agreed = Verdict.NONE, False

@@ -5,25 +5,35 @@ signed by its seller and to hash to its market hash before it is trusted), placi
 order with a proxy picked by deposit and credit, receiving (BUYER_DATA, resumable download,
 SHA-256 against the order's data hash, unwrapping the key with the account's X25519 key,
 decrypting), and the buyer's order actions: confirm, dispute, withdraw, and the market
-review. Every chain action is checked against the lifecycle first. Must not decide when to
-receive (cpchain.wallet.automation does) or touch seller state.
+review. A stream purchase names the channel's proxy in its order; receiving it stores the
+stream key from the seller's grant (wrapped to the account's own key) and `subscribe`
+yields its opened records through the stream client, resuming from a saved cursor. Every
+chain action is checked against the lifecycle first. Must not decide when to receive
+(cpchain.wallet.automation does) or touch seller state.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from cpchain.chain.escrow import BuyerAgent
 from cpchain.chain.lifecycle import Action
-from cpchain.crypto import decrypt_file, unwrap_key
+from cpchain.crypto import decrypt_file, ecies, unwrap_key, wrap_key
 from cpchain.proxy.client import BuyerGrant
-from cpchain.types import InvalidProduct, ProductDescription, desc_hash_of
+from cpchain.proxy.streams.client import StreamClient
+from cpchain.proxy.streams.records import Cursor, Record
+from cpchain.proxy.streams.wire import StreamLocator, WireError
+from cpchain.types import InvalidProduct, ProductDescription, ProductType, desc_hash_of
 from cpchain.wallet.context import Progress, WalletContext, phased
 from cpchain.wallet.db import OrderRecord, PurchaseRecord
 from cpchain.wallet.errors import (
+    BadInput,
+    DatabaseError,
     ForbiddenAction,
     NoProxy,
     NotReady,
@@ -40,6 +50,8 @@ from cpchain.wallet.rules import (
     download_names,
     rate_refusal,
     receive_refusal,
+    stream_channel,
+    stream_proxy,
     verify_listing,
 )
 
@@ -120,6 +132,9 @@ class Buyer(Party):
         reason = buy_refusal(product, self.ctx.address, params, fee=fee, time_allowed=time_allowed)
         if reason is not None:
             raise ForbiddenAction("placeOrder", reason)
+        if product.ptype is ProductType.STREAM:
+            return self._buy_stream(listing, proxy=proxy, time_allowed=time_allowed, fee=fee,
+                                    min_deposit=params.min_proxy_deposit)  # fmt: skip
         first = proxy or self.ctx.proxies.pick().address
         if proxy is not None:
             self._check_proxy(proxy, params.min_proxy_deposit)
@@ -140,6 +155,32 @@ class Buyer(Party):
         log.info("order %d placed for %s via proxy %s", order_id, market_hash, first)
         order = self.book.refresh(order_id)
         self.ctx.db.update_purchase(self.ctx.contract, self.ctx.address, order_id, title=product.title)
+        return order
+
+    def _buy_stream(self, listing: Listing, *, proxy: str | None, time_allowed: int, fee: int,
+                    min_deposit: int) -> OrderRecord:  # fmt: skip
+        """A stream order names exactly one channel on one proxy: the channel's, as proxy and proxy2."""
+        product = listing.product
+        channel = stream_channel(product)
+        assert channel is not None  # buy_refusal checked it
+        candidates = [proxy] if proxy is not None else [s.address for s in self.ctx.proxies.standings()]
+        host = stream_proxy(product, candidates)
+        if host is None:
+            where = f"proxy {proxy}" if proxy is not None else "any live proxy"
+            raise ForbiddenAction("placeOrder", f"the product's channel is not on {where}")
+        self._check_proxy(host, min_deposit)
+        locator = StreamLocator(self.ctx.proxies.stream_endpoint(host), channel)  # reachable before paying
+        with translated("placeOrder"):
+            order_id, _ = self.buyer_agent.place_order_with_receipt(
+                desc_hash=product.desc_hash(), data_hash=bytes.fromhex(product.data_hash),
+                buyer_key=self.ctx.me.encryption_public_key, seller=product.seller, proxy=host, proxy2=host,
+                price=product.price, fee=fee, time_allowed=time_allowed,
+            )  # fmt: skip
+        log.info("order %d placed for stream %s (channel %s on proxy %s)", order_id, listing.market_hash, channel,
+                 host)  # fmt: skip
+        order = self.book.refresh(order_id)
+        self.ctx.db.update_purchase(self.ctx.contract, self.ctx.address, order_id, title=product.title,
+                                    stream_locator=locator.to_json())  # fmt: skip
         return order
 
     def _check_proxy(self, proxy: str, minimum: int) -> None:
@@ -163,6 +204,8 @@ class Buyer(Party):
         if reason is not None:
             raise NotReady(f"order {order_id}: {reason}")
         purchase = self._purchase(order_id)
+        if purchase.is_stream:
+            return self._receive_stream(order, purchase)
         cipher_name, plain_name = download_names(order_id, self.ctx.contract, purchase.title)
         cipher = self.ctx.download_dir / cipher_name
         plain = self.ctx.download_dir / plain_name
@@ -192,6 +235,60 @@ class Buyer(Party):
         log.info("order %d: received, verified and decrypted", order_id)
         self.book.refresh(order_id)
         return self._purchase(order_id)
+
+    def _receive_stream(self, order: OrderRecord, purchase: PurchaseRecord) -> PurchaseRecord:
+        """The stream key from the channel's proxy (the seller's grant, checked against the order),
+        stored wrapped to the account's own key; reading the records is `subscribe`."""
+        if purchase.wrapped_key:
+            return purchase
+        locator = _stream_locator(purchase)
+        client = StreamClient.for_locator(self.ctx.me.account, self.ctx.domain, locator)
+        with translated(f"receive order {order.order_id}"):
+            secret = ecies.private_key_bytes(self.ctx.me.encryption_key)
+            access = client.order_access(locator.channel, order.order_id, order.terms, secret)
+        wrapped = wrap_key(self.ctx.me.encryption_public_key, access.stream_key)
+        self.ctx.db.update_purchase(self.ctx.contract, self.ctx.address, order.order_id, verified=1,
+                                    wrapped_key=wrapped)  # fmt: skip
+        log.info("order %d: stream key of channel %s received", order.order_id, locator.channel)
+        self.book.refresh(order.order_id)
+        return self._purchase(order.order_id)
+
+    def subscribe(self, order_id: int, *, live: bool = False, resume: bool = True, rest: bool = False,
+                  idle_timeout: float | None = None) -> Iterator[Record]:  # fmt: skip
+        """Opened records of a stream order, in order, each checked (tampering, replays, gaps).
+
+        Gets the stream key first if the wallet has none yet (`receive`: NotReady until the
+        seller bound the order). Reads from the saved cursor (`resume`), else from the
+        channel's start, or only new records with `live`; the cursor is saved after each
+        record, so a later call delivers every following record exactly once. Over a
+        WebSocket until the channel ends or `idle_timeout` seconds pass without a record; with
+        `rest`, the REST pages up to the channel's current end. The first subscription of an
+        order is its delivery (the proxy claims proxyDelivered). Iteration errors are
+        WalletErrors (DataCorrupt for a record that does not open).
+        """
+        order = self.book.mine(order_id, ROLE_BUYER)
+        purchase = self._purchase(order_id)
+        if not purchase.is_stream:
+            raise BadInput(f"order {order_id} is not a stream purchase")
+        purchase = self.receive(order_id)
+        locator = _stream_locator(purchase)
+        with translated("unwrap the stream key"):
+            key = unwrap_key(self.ctx.me.encryption_key, purchase.wrapped_key)
+        cursor = _cursor(purchase) if resume else None
+        client = StreamClient.for_locator(self.ctx.me.account, self.ctx.domain, locator)
+        if rest:
+            records = client.read_pages(locator.channel, order.order_id, key, cursor or Cursor(0, 0))
+        else:
+            records = client.subscribe(locator.channel, order.order_id, key, cursor, live=live and cursor is None,
+                                       idle_timeout=idle_timeout)  # fmt: skip
+        return self._opened(order_id, records)
+
+    def _opened(self, order_id: int, records: Iterator[Record]) -> Iterator[Record]:
+        with translated(f"subscribe to order {order_id}"):
+            for record in records:
+                cursor = json.dumps(Cursor(record.position + 1, record.seq + 1).to_dict())
+                self.ctx.db.update_purchase(self.ctx.contract, self.ctx.address, order_id, stream_cursor=cursor)
+                yield record
 
     def _grant(self, order: OrderRecord) -> BuyerGrant:
         """BUYER_DATA from the order's proxy, else from its secondary proxy."""
@@ -245,3 +342,20 @@ class Buyer(Party):
         if proxy_rating is not None:
             self.rate_proxy(order_id, proxy_rating)
         return review
+
+
+def _stream_locator(purchase: PurchaseRecord) -> StreamLocator:
+    try:
+        return StreamLocator.from_json(purchase.stream_locator)
+    except WireError as exc:
+        raise DatabaseError(f"order {purchase.order_id}: the stored stream locator is invalid ({exc})") from None
+
+
+def _cursor(purchase: PurchaseRecord) -> Cursor | None:
+    if not purchase.stream_cursor:
+        return None
+    try:
+        data = json.loads(purchase.stream_cursor)
+        return Cursor(int(data["position"]), None if data["seq"] is None else int(data["seq"]))
+    except (ValueError, KeyError, TypeError):
+        raise DatabaseError(f"order {purchase.order_id}: the stored stream cursor is invalid") from None

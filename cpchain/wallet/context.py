@@ -21,8 +21,9 @@ from cpchain.chain.tx import TxSender
 from cpchain.config import Config
 from cpchain.market.client import MarketClient, MarketError
 from cpchain.proxy.client import ProxyClient, ProxyUnreachable, endpoint_of, pick_proxy, resolve
-from cpchain.proxy.discovery import DiscoverySettings
+from cpchain.proxy.discovery import DiscoverySettings, ProxyRecord, lookup_proxy
 from cpchain.proxy.protocol import Domain, Endpoint
+from cpchain.proxy.streams.wire import StreamEndpoint
 from cpchain.proxy.tracker import ProxyStanding, TrackerUnavailable, list_live_proxies, proxies_with_standing
 from cpchain.storage.base import Plugin
 from cpchain.storage.settings import build_plugin
@@ -58,6 +59,7 @@ class ProxyDirectory:
         self.timeout = timeout
         self.lookup_timeout = lookup_timeout
         self._endpoints: dict[str, Endpoint] = {}
+        self._stream_endpoints: dict[str, StreamEndpoint] = {}
 
     def pick(self, exclude: Sequence[str] = ()) -> ProxyStanding:
         """The live proxy with the best standing (eligible, credit, ratings, deposit)."""
@@ -89,6 +91,26 @@ class ProxyDirectory:
 
     def forget(self, address: str) -> None:
         self._endpoints.pop(address.lower(), None)
+        self._stream_endpoints.pop(address.lower(), None)
+
+    def remember_stream(self, endpoint: StreamEndpoint) -> None:
+        """Use this stream endpoint for its proxy without a lookup."""
+        self._stream_endpoints[endpoint.proxy.lower()] = endpoint
+
+    def stream_endpoint(self, address: str) -> StreamEndpoint:
+        """How to reach the stream ports of `address`: remembered, else its signed record from the
+        tracker's live list, else from the DHT (the record names the stream ports and the
+        certificate they share with the control port)."""
+        known = self._stream_endpoints.get(address.lower())
+        if known is not None:
+            return known
+        record = self._record_from_tracker(address) or self._record_from_dht(address)
+        if record is None:
+            raise ProxyUnavailable(f"proxy {address} is neither listed by the tracker nor found in the DHT")
+        found = StreamEndpoint(record.address, record.host, int(record.ports["stream_ws"]),
+                               int(record.ports["stream_http"]), record.tls_fingerprint)  # fmt: skip
+        self._stream_endpoints[address.lower()] = found
+        return found
 
     def endpoint(self, address: str) -> Endpoint:
         """How to reach `address`: remembered, else the tracker's live list, else the DHT."""
@@ -102,6 +124,10 @@ class ProxyDirectory:
         return found
 
     def _from_tracker(self, address: str) -> Endpoint | None:
+        record = self._record_from_tracker(address)
+        return None if record is None else endpoint_of(record)
+
+    def _record_from_tracker(self, address: str) -> ProxyRecord | None:
         if self.tracker is None:
             return None
         try:
@@ -111,8 +137,18 @@ class ProxyDirectory:
             return None
         for record in records:
             if record.address.lower() == address.lower():
-                return endpoint_of(record)
+                return record
         return None
+
+    def _record_from_dht(self, address: str) -> ProxyRecord | None:
+        if not self.boot_nodes:
+            return None
+        try:
+            return asyncio.run(lookup_proxy(address, list(self.boot_nodes), chain_id=self.domain.chain_id,
+                                            contract=self.domain.contract, host="127.0.0.1",
+                                            timeout=self.lookup_timeout))  # fmt: skip
+        except OSError:
+            return None
 
     def _from_dht(self, address: str) -> Endpoint | None:
         if not self.boot_nodes:

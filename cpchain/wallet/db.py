@@ -3,9 +3,10 @@
 Owns the schema and its versioned migrations (a `schema_version` table and an ordered list
 of steps, each applied in one transaction, so a database of any older version, or none,
 opens at the latest), and typed rows in and out. The database holds no plaintext key: a
-file's data key is stored wrapped to the owner's X25519 key. Orders mirror the chain
-(state and deadlines) beside the wallet's own progress (delivered, retries), which is what
-makes the automation restart-safe. Must not talk to the network or decide anything.
+file's data key and a stream key (a seller's channel is an upload of storage type "stream";
+a buyer's is kept with the purchase) are stored wrapped to the owner's X25519 key. Orders
+mirror the chain (state and deadlines) beside the wallet's own progress (delivered,
+retries), which is what makes the automation restart-safe. Must not talk to the network or decide anything.
 """
 
 from __future__ import annotations
@@ -113,6 +114,13 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "ALTER TABLE orders ADD COLUMN next_try INTEGER NOT NULL DEFAULT 0",
         "ALTER TABLE orders ADD COLUMN last_error TEXT NOT NULL DEFAULT ''",
         "ALTER TABLE orders ADD COLUMN ignored TEXT NOT NULL DEFAULT ''",
+    ),
+    # 3: stream purchases: where the channel is, the stream key (wrapped to the account's own
+    # X25519 key, like a file's data key) and the subscriber's cursor.
+    (
+        "ALTER TABLE purchases ADD COLUMN stream_locator TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE purchases ADD COLUMN wrapped_key BLOB NOT NULL DEFAULT x''",
+        "ALTER TABLE purchases ADD COLUMN stream_cursor TEXT NOT NULL DEFAULT ''",
     ),
 )
 LATEST_VERSION = len(MIGRATIONS)
@@ -235,13 +243,26 @@ class PurchaseRecord:
     verified: bool
     decrypted_path: str
     decrypted: bool
+    stream_locator: str = ""  # a stream purchase: the channel's StreamLocator JSON ('' for a file)
+    wrapped_key: bytes = b""  # a stream purchase: the stream key wrapped to the account's own X25519 key
+    stream_cursor: str = ""  # a stream purchase: JSON of the next record to read ({"position", "seq"})
+
+    @property
+    def is_stream(self) -> bool:
+        return bool(self.stream_locator)
+
+    @property
+    def received(self) -> bool:
+        """A file downloaded, verified and decrypted; a stream's key granted and stored."""
+        return self.decrypted or (self.is_stream and bool(self.wrapped_key))
 
 
 _ORDER_CHAIN_FIELDS = (
     "market_hash", "buyer", "seller", "proxy", "proxy2", "price", "fee", "desc_hash", "data_hash", "buyer_key",
 )  # fmt: skip
 _ORDER_PROGRESS_FIELDS = frozenset({"delivered", "attempts", "next_try", "last_error", "ignored"})
-_PURCHASE_FIELDS = frozenset({"title", "download_path", "verified", "decrypted_path", "decrypted"})
+_PURCHASE_FIELDS = frozenset({"title", "download_path", "verified", "decrypted_path", "decrypted", "stream_locator",
+                              "wrapped_key", "stream_cursor"})  # fmt: skip
 
 
 def _order(row: sqlite3.Row) -> OrderRecord:
@@ -257,7 +278,8 @@ def _order(row: sqlite3.Row) -> OrderRecord:
 
 def _purchase(row: sqlite3.Row) -> PurchaseRecord:
     data = dict(row)
-    data.update(verified=bool(data["verified"]), decrypted=bool(data["decrypted"]))
+    data.update(verified=bool(data["verified"]), decrypted=bool(data["decrypted"]),
+                wrapped_key=bytes(data["wrapped_key"]))  # fmt: skip
     return PurchaseRecord(**data)
 
 

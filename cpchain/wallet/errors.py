@@ -26,6 +26,8 @@ from cpchain.proxy.client import (
     ProxyRefused,
     ProxyUnreachable,
 )
+from cpchain.proxy.streams.client import StreamDisconnected, StreamError, StreamRefusedError
+from cpchain.proxy.streams.records import StreamIntegrityError
 from cpchain.storage.base import StorageError
 
 __all__ = [
@@ -212,6 +214,16 @@ def translated(what: str = "") -> Iterator[None]:
     except DownloadFailed as exc:
         raise ProxyUnavailable(said(exc)) from exc
     except (ProxyRefused, BadReply, ProxyClientError) as exc:
+        raise ProxyFailed(said(exc)) from exc
+    except StreamRefusedError as exc:
+        if exc.code == "not_paid":  # the order is not (yet) bound to its channel
+            raise NotReady(said(exc)) from exc
+        raise ProxyFailed(said(exc)) from exc
+    except StreamDisconnected as exc:
+        raise ProxyUnavailable(said(exc)) from exc
+    except StreamIntegrityError as exc:
+        raise DataCorrupt(said(exc)) from exc
+    except StreamError as exc:
         raise ProxyFailed(said(exc)) from exc
     except NodeUnreachable as exc:
         raise ChainUnavailable(said(exc)) from exc

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -20,6 +20,8 @@ from cpchain.chain.lifecycle import Action, Windows, refusal
 from cpchain.crypto.errors import CryptoError
 from cpchain.crypto.signing import product_signer
 from cpchain.proxy.rules import SERVABLE_STATES
+from cpchain.proxy.streams.wire import STORAGE_TYPE as STREAM_STORAGE
+from cpchain.proxy.streams.wire import WireError, channel_commitment, is_channel_id
 from cpchain.types import (
     InvalidProduct,
     OrderState,
@@ -46,6 +48,8 @@ __all__ = [
     "rate_refusal",
     "receive_refusal",
     "seller_refusal",
+    "stream_channel",
+    "stream_proxy",
     "verdict_favours",
     "verify_listing",
 ]
@@ -114,8 +118,40 @@ def seller_refusal(terms: OrderTerms, product: ProductDescription | None, seller
         return "the order's data hash is not the product's"
     if terms.price < product.price:
         return f"the order pays {terms.price} wei, less than the listed {product.price}"
-    if product.ptype is not ProductType.FILE:
-        return "only file products are delivered by this wallet"
+    if product.ptype is ProductType.STREAM:
+        if stream_proxy(product, (terms.proxy, terms.proxy2)) is None:
+            return "the order does not name the proxy of the product's channel"
+    elif product.ptype is not ProductType.FILE:
+        return "only file and stream products are delivered by this wallet"
+    return None
+
+
+# --------------------------------------------------------------------------- streams
+
+
+def stream_channel(product: ProductDescription) -> str | None:
+    """The channel a stream listing names, or None if it is not a well-formed stream listing.
+
+    A stream product's nonce is its channel id (the same shape: 32 lowercase hex characters,
+    unique per channel), so the signed description names its channel; the data hash
+    commits to that channel on its proxy (cpchain.proxy.streams.wire.channel_commitment).
+    """
+    if product.ptype is not ProductType.STREAM or product.storage_type != STREAM_STORAGE:
+        return None
+    return product.nonce if is_channel_id(product.nonce) else None
+
+
+def stream_proxy(product: ProductDescription, candidates: Sequence[str]) -> str | None:
+    """The candidate proxy hosting the stream product's channel (its data hash commits to it), or None."""
+    channel = stream_channel(product)
+    if channel is None:
+        return None
+    for proxy in candidates:
+        try:
+            if channel_commitment(proxy, channel).hex() == product.data_hash:
+                return proxy
+        except WireError:
+            continue
     return None
 
 
@@ -132,8 +168,11 @@ def buy_refusal(product: ProductDescription, buyer: str, params: EscrowParams, *
     """Why placing this order would fail (or is pointless), checked before paying."""
     if product.seller.lower() == buyer.lower():
         return "this is your own product"
-    if product.ptype is not ProductType.FILE:
-        return "only file products can be bought with this wallet"
+    if product.ptype is ProductType.STREAM:
+        if stream_channel(product) is None:
+            return "the stream listing does not name its channel"
+    elif product.ptype is not ProductType.FILE:
+        return "only file and stream products can be bought with this wallet"
     if fee < 0 or product.price <= 2 * fee:
         return "the price must exceed twice the proxy fee"
     if not params.min_time_allowed <= time_allowed <= params.max_time_allowed:
@@ -209,7 +248,7 @@ class OrderFacts:
     ignored: str = ""  # seller: a reason recorded earlier
     next_try: int = 0  # unix time of the next allowed attempt
     product: ProductDescription | None = None  # seller: the local product the order is for
-    received: bool = False  # buyer: downloaded, verified and decrypted
+    received: bool = False  # buyer: downloaded, verified and decrypted (a stream: its key stored)
     verdict: Verdict = Verdict.NONE  # disputed: the proxy's verdict, if given
     agreed: bool = False  # disputed: this account has agreed with the verdict
 

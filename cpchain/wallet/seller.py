@@ -5,8 +5,12 @@ the account's own X25519 key, never in clear), uploading through a storage plugi
 publishing the signed description with its data hash (recorded locally before the market
 sees it, so an order can never arrive for a product the wallet forgot), accepting an order
 (the contract's sellerConfirm with its deposit, only for a fair order for one of its
-products) and handing the proxy SELLER_DATA with the key wrapped to the buyer. Must not
-decide when to do these (cpchain.wallet.automation does) or touch buyer state.
+products) and handing the proxy SELLER_DATA with the key wrapped to the buyer. A stream
+product is a channel opened on a proxy's stream server (kept as an upload of storage type
+"stream" with its key wrapped like a file's), listed with the channel commitment as data
+hash, fed through the stream client's publisher, and delivered by binding the order to the
+channel. Must not decide when to do these (cpchain.wallet.automation does) or touch buyer
+state; the stream protocol itself is cpchain.proxy.streams.client's.
 """
 
 from __future__ import annotations
@@ -27,6 +31,9 @@ from cpchain.chain.escrow import SellerAgent
 from cpchain.chain.lifecycle import Action
 from cpchain.crypto import encrypt_file, generate_data_key, sign_product, unwrap_key, wrap_key
 from cpchain.proxy.client import SellerReceipt
+from cpchain.proxy.streams.client import Publisher, StreamClient
+from cpchain.proxy.streams.wire import STORAGE_TYPE as STREAM_STORAGE
+from cpchain.proxy.streams.wire import StreamLocator, WireError, channel_commitment
 from cpchain.storage.base import Locator, Plugin
 from cpchain.storage.s3 import S3Storage
 from cpchain.types import InvalidProduct, OrderState, ProductDescription, ProductType
@@ -36,6 +43,7 @@ from cpchain.wallet.errors import (
     BadInput,
     ForbiddenAction,
     MarketRefused,
+    ProxyFailed,
     ProxyUnavailable,
     StorageFailed,
     UnknownProduct,
@@ -43,7 +51,7 @@ from cpchain.wallet.errors import (
     translated,
 )
 from cpchain.wallet.orders import Party
-from cpchain.wallet.rules import ROLE_SELLER, seller_refusal
+from cpchain.wallet.rules import ROLE_SELLER, seller_refusal, stream_channel
 
 __all__ = ["Seller"]
 
@@ -97,8 +105,11 @@ class Seller(Party):
         return self.ctx.db.uploads(self.ctx.address)
 
     def publish(self, upload_id: int, *, title: str, price: int, description: str = "", category: str = "",
-                tags: Sequence[str] = ()) -> ProductRecord:  # fmt: skip
+                tags: Sequence[str] = (), start_date: int = 0, end_date: int = 0) -> ProductRecord:  # fmt: skip
         """List an upload on the market (price in wei); returns the local product record.
+
+        An upload of storage type "stream" (a channel, `open_channel`) is listed as a stream
+        product; `start_date`/`end_date` (unix times, 0: open) bound its subscription period.
 
         The record is written before the market is asked, so if publishing fails the
         product can be published again with `republish` under the same market hash.
@@ -106,11 +117,18 @@ class Seller(Party):
         upload = self.ctx.db.upload(upload_id)
         if upload is None or upload.owner != self.ctx.address:
             raise UnknownUpload(f"no upload {upload_id} of {self.ctx.address}")
-        product = ProductDescription(
-            seller=self.ctx.address, title=title, ptype=ProductType.FILE, description=description, price=price,
-            category=category, tags=tuple(tags), data_hash=upload.data_hash, storage_type=upload.storage_type,
-            size=upload.cipher_size, nonce=secrets.token_hex(16),
-        )  # fmt: skip
+        stream = upload.storage_type == STREAM_STORAGE
+        try:
+            product = ProductDescription(
+                seller=self.ctx.address, title=title, ptype=ProductType.STREAM if stream else ProductType.FILE,
+                description=description, price=price, category=category, tags=tuple(tags),
+                data_hash=upload.data_hash, storage_type=upload.storage_type, size=upload.cipher_size,
+                start_date=start_date, end_date=end_date,
+                # a stream listing's nonce is its channel id (cpchain.wallet.rules.stream_channel)
+                nonce=_locator(upload).channel if stream else secrets.token_hex(16),
+            )  # fmt: skip
+        except InvalidProduct as exc:
+            raise BadInput(str(exc)) from None
         record = ProductRecord(
             market_hash=product.market_hash(), owner=self.ctx.address, upload_id=upload.id, title=title,
             price=price, canonical=product.canonical().decode(),
@@ -194,9 +212,11 @@ class Seller(Party):
             raise ForbiddenAction("edit", "the listing is not published yet: publish it first")
         changes: dict[str, Any] = {"title": title, "price": price, "description": description,
                                    "category": category, "tags": None if tags is None else tuple(tags)}  # fmt: skip
+        previous = _description(old)
+        nonce = previous.nonce if stream_channel(previous) is not None else secrets.token_hex(16)
         try:
             product = dataclasses.replace(
-                _description(old), nonce=secrets.token_hex(16), **{k: v for k, v in changes.items() if v is not None}
+                previous, nonce=nonce, **{k: v for k, v in changes.items() if v is not None}
             )
         except InvalidProduct as exc:
             raise BadInput(str(exc)) from None
@@ -223,6 +243,72 @@ class Seller(Party):
         if record is None or record.owner != self.ctx.address:
             raise UnknownProduct(f"{market_hash} is not one of this wallet's products")
         return record
+
+    # ------------------------------------------------------------------ streams
+
+    def open_channel(self, *, proxy: str | None = None, name: str = "", retention: int = 0) -> UploadRecord:
+        """Open a stream channel on `proxy` (default: the live proxy with the best standing).
+
+        The channel is recorded as an upload of storage type "stream": its locator, the
+        channel commitment as data hash, and a fresh stream key wrapped to the account's own
+        X25519 key. `publish` lists it; `stream_publisher` publishes records to it.
+        """
+        address = proxy or self.ctx.proxies.pick().address
+        endpoint = self.ctx.proxies.stream_endpoint(address)
+        client = StreamClient(self.ctx.me.account, self.ctx.domain, endpoint)
+        with translated(f"open a channel on proxy {address}"):
+            reply = client.open_channel(retention)
+        try:
+            locator = StreamLocator.from_json(json.dumps(reply["locator"]))
+            data_hash = channel_commitment(endpoint.proxy, locator.channel).hex()
+        except (KeyError, TypeError, WireError) as exc:
+            raise ProxyFailed(f"open a channel on proxy {address}: malformed answer ({exc})") from None
+        if locator.endpoint.proxy.lower() != endpoint.proxy.lower() or reply.get("data_hash") != data_hash:
+            raise ProxyFailed(f"open a channel on proxy {address}: the answer names another proxy or data hash")
+        locator = StreamLocator(endpoint, locator.channel)  # keep the pinned certificate we trust
+        record = self.ctx.db.add_upload(
+            owner=self.ctx.address, name=name or f"stream {locator.channel}", source_path="", plain_size=0,
+            cipher_size=0, data_hash=data_hash, storage_type=STREAM_STORAGE, locator=locator.to_json(),
+            wrapped_key=wrap_key(self.ctx.me.encryption_public_key, generate_data_key()),
+        )  # fmt: skip
+        log.info("opened channel %s on proxy %s as upload %d", locator.channel, endpoint.proxy, record.id)
+        return record
+
+    def publish_stream(self, *, title: str, price: int, proxy: str | None = None, retention: int = 0,
+                       **listing: Any) -> ProductRecord:  # fmt: skip
+        """Open a channel (`open_channel`) and list it on the market (`publish`'s keywords)."""
+        upload = self.open_channel(proxy=proxy, name=title, retention=retention)
+        return self.publish(upload.id, title=title, price=price, **listing)
+
+    def stream_publisher(self, product: str | int, **kwargs: Any) -> Publisher:
+        """The stream client's publisher for a stream product (market hash) or channel (upload id).
+
+        It seals each record under the channel's stream key before it leaves; use it as a
+        context manager (closing flushes: every record acknowledged by the proxy). Its
+        errors are the stream client's (cpchain.proxy.streams.client.StreamError).
+        """
+        upload = self._channel_upload(product)
+        locator = _locator(upload)
+        with translated("unwrap the stream key"):
+            key = unwrap_key(self.ctx.me.encryption_key, upload.wrapped_key)
+        client = StreamClient.for_locator(self.ctx.me.account, self.ctx.domain, locator)
+        return client.publisher(locator.channel, key, **kwargs)
+
+    def end_channel(self, product: str | int) -> dict[str, Any]:
+        """End a stream product's channel: no more records; buyers read what is there until the retention ends."""
+        locator = _locator(self._channel_upload(product))
+        client = StreamClient.for_locator(self.ctx.me.account, self.ctx.domain, locator)
+        with translated(f"end channel {locator.channel}"):
+            return client.end_channel(locator.channel)
+
+    def _channel_upload(self, product: str | int) -> UploadRecord:
+        upload_id = product if isinstance(product, int) else self._product(product).upload_id
+        upload = self.ctx.db.upload(upload_id)
+        if upload is None or upload.owner != self.ctx.address:
+            raise UnknownUpload(f"no upload {upload_id} of {self.ctx.address}")
+        if upload.storage_type != STREAM_STORAGE:
+            raise BadInput(f"{product} is not a stream product or channel")
+        return upload
 
     # ------------------------------------------------------------------ orders
 
@@ -251,7 +337,8 @@ class Seller(Party):
 
         Blocks until the proxy has fetched and verified the ciphertext and claimed
         proxyFetched; safe to repeat. Falls back to the secondary proxy when the first
-        cannot be reached.
+        cannot be reached. For a stream product, binds the order to the channel instead (the
+        stream key wrapped to the buyer; the channel's proxy claims proxyFetched).
         """
         order = self.book.refresh(order_id)
         if order.role != ROLE_SELLER:
@@ -265,8 +352,12 @@ class Seller(Party):
         terms = order.terms
         with translated("unwrap the data key"):
             key = unwrap_key(self.ctx.me.encryption_key, upload.wrapped_key)
-        wrapped = wrap_key(terms.buyer_key, key)
         product = _description(record)
+        if upload.storage_type == STREAM_STORAGE:
+            reply = self._bind(order, product, _locator(upload), key)
+            return SellerReceipt(order_id=order_id, data_hash=str(reply.get("data_hash", upload.data_hash)), size=0,
+                                 fetched_tx=str(reply.get("fetched_tx", "")))  # fmt: skip
+        wrapped = wrap_key(terms.buyer_key, key)
         locator = self._fetchable(upload)
         receipt: SellerReceipt | None = None
         failure: ProxyUnavailable | None = None
@@ -289,6 +380,23 @@ class Seller(Party):
         log.info("order %d: delivered to the proxy (%d bytes)", order_id, receipt.size)
         return receipt
 
+    def _bind(self, order: OrderRecord, product: ProductDescription, locator: StreamLocator,
+              key: bytes) -> dict[str, Any]:  # fmt: skip
+        """The stream delivery: bind the order to the channel with the stream key wrapped to the
+        buyer; the channel's proxy claims proxyFetched before answering (safe to repeat)."""
+        terms = order.terms
+        proxy = locator.endpoint.proxy.lower()
+        if proxy not in (terms.proxy.lower(), terms.proxy2.lower()):
+            raise ForbiddenAction("deliver", f"the order does not name the channel's proxy {proxy}", order.order_id)
+        client = StreamClient.for_locator(self.ctx.me.account, self.ctx.domain, locator)
+        with translated(f"bind order {order.order_id} to channel {locator.channel}"):
+            reply = client.bind_order(locator.channel, order.order_id, product, key, terms.buyer_key)
+        self.ctx.db.set_progress(self.ctx.contract, self.ctx.address, order.order_id, delivered=1)
+        self.book.refresh(order.order_id)
+        log.info("order %d: bound to channel %s (proxyFetched in %s)", order.order_id, locator.channel,
+                 reply.get("fetched_tx", "?"))  # fmt: skip
+        return reply
+
     def _fetchable(self, upload: UploadRecord) -> str:
         """The upload's locator as a proxy can fetch it: an S3 object (in the seller's own,
         private bucket) gets a presigned GET URL, made fresh for each delivery."""
@@ -302,3 +410,10 @@ class Seller(Party):
 
 def _description(record: ProductRecord) -> ProductDescription:
     return ProductDescription.from_dict(json.loads(record.canonical))
+
+
+def _locator(upload: UploadRecord) -> StreamLocator:
+    try:
+        return StreamLocator.from_json(upload.locator)
+    except WireError as exc:
+        raise StorageFailed(f"upload {upload.id}: not a stream locator ({exc})") from None

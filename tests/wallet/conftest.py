@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -101,12 +101,16 @@ def services(chain: Chain, tmp_path_factory: pytest.TempPathFactory) -> Iterator
 
 @contextmanager
 def start_services(chain: Chain, base: Path, *, market_backend: str = "sqlite",  # noqa: F811
-                   fetch: Mapping[str, object] | None = None) -> Iterator[Services]:  # fmt: skip
-    """Tracker and boot node, both proxies (`fetch`: their [proxy] fetch policy keys), and the
-    market on `market_backend` ("sqlite" or "mariadb"); stopped on exit."""
+                   fetch: Mapping[str, object] | None = None,
+                   kafka_brokers: Sequence[str] = ()) -> Iterator[Services]:  # fmt: skip
+    """Tracker and boot node, both proxies (`fetch`: their [proxy] fetch policy keys;
+    `kafka_brokers`: the broker their stream servers use, e.g. tansu from tests.streams), and
+    the market on `market_backend` ("sqlite" or "mariadb"); stopped on exit."""
     dht_port, tracker_port = service_port(), service_port()
     boot = first_node(chain, base, dht_port, tracker_port)
-    discovery = {"boot_nodes": [f"127.0.0.1:{dht_port}"], "tracker": f"127.0.0.1:{tracker_port}"}
+    discovery: dict[str, object] = {"boot_nodes": [f"127.0.0.1:{dht_port}"], "tracker": f"127.0.0.1:{tracker_port}"}
+    if kafka_brokers:
+        discovery["kafka_brokers"] = list(kafka_brokers)
     procs = {
         name: ProxyProc(name, base / name, chain, chain.world.accounts[name], {**discovery, **(fetch or {})})
         for name in ("proxy", "proxy2")

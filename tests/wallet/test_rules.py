@@ -123,7 +123,7 @@ def test_buy_checks_before_paying() -> None:
     assert "twice the proxy fee" in str(buy_refusal(PRODUCT, BUYER, PARAMS, fee=500, time_allowed=86400))
     assert "time allowed" in str(buy_refusal(PRODUCT, BUYER, PARAMS, fee=1, time_allowed=60))
     stream = replace(PRODUCT, ptype=ProductType.STREAM)
-    assert "only file products" in str(buy_refusal(stream, BUYER, PARAMS, fee=1, time_allowed=86400))
+    assert "does not name its channel" in str(buy_refusal(stream, BUYER, PARAMS, fee=1, time_allowed=86400))
     assert default_fee(10**19) == 10**17 and default_fee(99) == 0
 
 

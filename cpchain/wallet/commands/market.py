@@ -1,8 +1,10 @@
-"""`pdash search|show|publish`: the market, as a buyer looks at it and as a seller lists on it."""
+"""`pdash search|show|publish`: the market, as a buyer looks at it and as a seller lists on it
+(a file, or with `--stream` a stream channel opened on a proxy)."""
 
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 from typing import Any
 
@@ -67,9 +69,11 @@ def show(s: Session, args: argparse.Namespace) -> Result:
 
 def publish(s: Session, args: argparse.Namespace) -> Result:
     if args.retry:
-        if args.file:
+        if args.file or args.stream:
             raise CliError("--retry publishes the pending listings again; it takes no file")
         return _retry(s)
+    if args.stream:
+        return _publish_stream(s, args)
     if not args.file or args.title is None or args.price is None:
         raise CliError("publish needs a FILE, --title and --price (or --retry)")
     path = Path(args.file)
@@ -94,6 +98,33 @@ def publish(s: Session, args: argparse.Namespace) -> Result:
             f"  price {format_cpc(record.price)}; {upload.plain_size} bytes encrypted to {upload.cipher_size}, "
             f"stored on {upload.storage_type}; data hash {upload.data_hash}")  # fmt: skip
     return Result({**_product(record), "upload": _upload(upload)}, text)
+
+
+def _publish_stream(s: Session, args: argparse.Namespace) -> Result:
+    """Open a channel on a proxy's stream server (the best live proxy, or --proxy) and list it."""
+    if args.file or args.storage:
+        raise CliError("publish --stream opens a channel: it takes no FILE or --storage")
+    if args.title is None or args.price is None:
+        raise CliError("publish --stream needs --title and --price")
+    price = parse_amount(args.price)
+    tags = tuple(dict.fromkeys(t.strip() for t in args.tag))
+    ctx = s.wallet
+    try:  # the listing's fields, checked before a channel is opened
+        ProductDescription(seller=ctx.address, title=args.title, ptype=ProductType.STREAM,
+                           description=args.description, price=price, category=args.category, tags=tags,
+                           data_hash="0" * 64, storage_type="stream", size=0)  # fmt: skip
+    except InvalidProduct as exc:
+        raise CliError(f"invalid listing: {exc}") from None
+    seller = Seller(ctx)
+    record = seller.publish_stream(title=args.title, price=price, proxy=args.proxy, description=args.description,
+                                   category=args.category, tags=tags)  # fmt: skip
+    upload = ctx.db.upload(record.upload_id)
+    assert upload is not None
+    locator = json.loads(upload.locator)
+    text = (f"published stream {record.title!r} as {record.market_hash}\n"
+            f"  price {format_cpc(record.price)}; channel {locator['channel']} on proxy {locator['proxy']}\n"
+            f"  locator {upload.locator}")  # fmt: skip
+    return Result({**_product(record), "upload": _upload(upload), "locator": locator}, text)
 
 
 def _retry(s: Session) -> Result:
@@ -137,9 +168,11 @@ def register(sub: argparse._SubParsersAction[Parser], common: argparse.ArgumentP
     p.add_argument("--page", type=int, default=1)
     p = add_command(sub, "show", show, "a listing, with its signature checked", [common])
     p.add_argument("market_hash")
-    p = add_command(sub, "publish", publish, "encrypt a file, upload it (storage plugin) and list it on the market",
-                    [common])  # fmt: skip
+    p = add_command(sub, "publish", publish, "encrypt a file, upload it (storage plugin) and list it on the market;"
+                    " or, with --stream, open a stream channel on a proxy and list it", [common])  # fmt: skip
     p.add_argument("file", nargs="?", help="the data to sell")
+    p.add_argument("--stream", action="store_true", help="sell a stream: open a channel (no FILE) and list it")
+    p.add_argument("--proxy", help="with --stream: the proxy hosting the channel (default: the best live one)")
     p.add_argument("--title")
     p.add_argument("--price", help="in CPC (e.g. 10), or in wei with the suffix 'wei'")
     p.add_argument("--description", default="")
