@@ -242,7 +242,7 @@ def main() -> int:
             sale2 = sell(server, channel2, key2)
             (_, latencies), _ = run_pair((proxy_subscriber, (buyer, channel2, sale2.order_id, key2, paced, True)),
                                          (proxy_publisher, (seller, channel2, key2, paced, 1000.0)))  # fmt: skip
-            steady = latencies[min(100, len(latencies) // 10):]
+            steady = latencies[min(100, len(latencies) // 10) :]
             p50, p99 = percentile(steady, 0.5) * 1000, percentile(steady, 0.99) * 1000
         finally:
             if server is not None:

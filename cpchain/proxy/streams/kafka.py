@@ -43,6 +43,33 @@ def _unavailable(what: str, exc: BaseException) -> KafkaUnavailable:
     return KafkaUnavailable(f"kafka {what}: {type(exc).__name__}: {exc}")
 
 
+def forget_stale_partitions(producer: KafkaProducer, topic: str) -> None:
+    """Drop the producer's idle per-partition entries of other topics whose leader it no longer knows.
+
+    kafka-python (3.0) keeps an entry per partition it ever wrote to. Once such a topic
+    leaves the producer's metadata (another channel's topic took its place, or the topic
+    was deleted), each pass of its sender thread finds a partition without a known leader,
+    asks for a metadata update and wakes itself at once: a busy loop (some 20,000 passes a
+    second) that took most of a core and the interpreter lock from the reactor, so live
+    records waited tens to hundreds of milliseconds at every step. Reaches into the
+    producer's internals; does nothing if they are not there.
+    """
+    accumulator = getattr(producer, "_accumulator", None)
+    metadata = getattr(producer, "_metadata", None)
+    batches = getattr(accumulator, "_batches", None)
+    if accumulator is None or metadata is None or not isinstance(batches, dict):
+        return
+    try:
+        for tp in list(batches):
+            if tp.topic == topic or metadata.leader_for_partition(tp) not in (None, -1):
+                continue
+            with accumulator._tp_lock(tp):
+                if tp in batches and not batches[tp]:  # nothing waits to be sent there
+                    del batches[tp]
+    except Exception as exc:  # an optimisation: never fail an append over it
+        log.debug("pruning the producer's partitions: %s", exc)
+
+
 class KafkaReader:
     """One consumer reading one topic's partition 0 from a position (blocking; one thread at a time)."""
 
@@ -167,6 +194,16 @@ class KafkaBridge:
                     raise _unavailable("admin", exc) from None
             return self._admin
 
+    def warm(self, topic: str) -> None:
+        """Have the producer fetch the topic's metadata ahead of its first append (best effort)."""
+        producer = self.producer()
+        try:
+            producer.partitions_for(topic)
+        except KafkaError as exc:
+            raise _unavailable("metadata", exc) from None
+        finally:
+            forget_stale_partitions(producer, topic)  # the topic it replaced in the metadata, if any
+
     def create_topic(self, topic: str) -> None:
         """Create a one-partition topic Kafka never expires itself (the relay deletes it); idempotent."""
         try:
@@ -183,6 +220,10 @@ class KafkaBridge:
             pass
         except KafkaError as exc:
             raise _unavailable("delete topic", exc) from None
+        with self._lock:
+            producer = self._producer
+        if producer is not None:
+            forget_stale_partitions(producer, "")
 
     def append(self, topic: str, messages: Sequence[bytes]) -> Deferred[list[int]]:
         """Write messages in order; fires with their offsets once all replicas acknowledged every one.
@@ -203,6 +244,7 @@ class KafkaBridge:
         def send() -> None:
             try:
                 producer = self.producer()
+                forget_stale_partitions(producer, topic)
                 futures = [producer.send(topic, value=message, partition=0) for message in messages]
             except KafkaUnavailable as exc:
                 self.reactor.callFromThread(fire, exc)
@@ -218,6 +260,7 @@ class KafkaBridge:
                     left[0] -= 1
                     if left[0]:
                         return
+                forget_stale_partitions(producer, topic)
                 failed = next((f.exception for f in futures if f.failed()), None)
                 result = _unavailable("append", failed) if failed else [int(f.value.offset) for f in futures]
                 self.reactor.callFromThread(fire, result)

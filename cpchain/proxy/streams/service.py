@@ -558,6 +558,11 @@ class StreamService:
             live.scan = scan
 
             async def run() -> None:
+                # The producer learns where the topic lives now, not on the first append: that
+                # costs a metadata round trip (about 100 ms for a new topic) the first records
+                # would wait for, and a backlog the live readers would take seconds to shed.
+                warm = self.kafka.run(self.kafka.warm, live.topic)
+                warm.addErrback(lambda f: log.debug("channel %s: producer not warmed: %s", live.id, f.value))
                 try:
                     offset, seq = await self._kafka(self.kafka.scan_tail, live.topic, live.next_offset, live.next_seq)
                 except Exception as exc:
