@@ -57,7 +57,8 @@ class Product(models.Model):
             models.Index(fields=["status", "created"]),
             models.Index(fields=["status", "price"]),
             models.Index(fields=["status", "sales"]),
-            models.Index(fields=["status", "rating_avg"]),
+            # The rating sort (average, then count, then newest) read in index order.
+            models.Index(fields=["status", "rating_avg", "rating_count"]),
         ]
 
     def __str__(self) -> str:

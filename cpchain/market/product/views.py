@@ -11,10 +11,11 @@ import io
 import logging
 import secrets
 from decimal import Decimal, InvalidOperation
+from types import SimpleNamespace
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connections, router, transaction
 from django.db.models import Q, QuerySet
 from django.http import FileResponse
 from django.shortcuts import get_object_or_404
@@ -328,19 +329,48 @@ def search_query(request: Request, page: int, size: int) -> SearchQuery:
     )
 
 
+# The product columns a search page shows (product_json reads them), read by products_by_ids.
+PAGE_FIELDS = (
+    "id", "market_hash", "desc_hash", "seller_address", "title", "description", "ptype", "price", "category",
+    "tags_text", "data_hash", "storage_type", "size", "start_date", "end_date", "canonical", "signature", "status",
+    "superseded_by_id", "cover", "created", "sales", "rating_count", "rating_avg",
+)  # fmt: skip
+
+
 def products_by_ids(ids: list[int]) -> list[dict[str, Any]]:
-    """A search page's products in `ids` order, with their sellers' names, in one raw query:
-    select_related over three wide models cost more than the search itself (1.5 ms against
-    0.6 ms per page of 20)."""
+    """A search page's products in `ids` order, with their sellers' names, in one query whose
+    rows become product_json's input directly: model instances (and select_related over three
+    wide models before them) cost more than the search itself."""
     if not ids:
         return []
-    rows = Product.objects.raw(
-        f"SELECT p.*, u.username AS seller_name FROM {Product._meta.db_table} p "
-        f"JOIN {WalletUser._meta.db_table} u ON u.id = p.seller_id WHERE p.id IN ({', '.join(['%s'] * len(ids))})",
-        ids,
-    )
-    by_id = {p.id: p for p in rows}
-    return [product_json(by_id[i], seller_name=by_id[i].seller_name) for i in ids if i in by_id]
+    connection = connections[router.db_for_read(Product)]
+    fields = [Product._meta.get_field(name) for name in PAGE_FIELDS]
+    table = Product._meta.db_table
+    columns = ", ".join(f"p.{connection.ops.quote_name(f.column)}" for f in fields)
+    converters = []
+    for i, field in enumerate(fields):
+        col = field.get_col(table)
+        found = connection.ops.get_db_converters(col) + col.get_db_converters(connection)
+        if found:
+            converters.append((i, col, found))
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT {columns}, u.username, s.market_hash FROM {table} p "
+            f"JOIN {WalletUser._meta.db_table} u ON u.id = p.seller_id "
+            f"LEFT JOIN {table} s ON s.id = p.superseded_by_id WHERE p.id IN ({', '.join(['%s'] * len(ids))})",
+            ids,
+        )
+        rows = cursor.fetchall()
+    by_id = {}
+    for row in rows:
+        values = list(row)
+        for i, col, found in converters:
+            for convert in found:
+                values[i] = convert(values[i], col, connection)
+        product = SimpleNamespace(**dict(zip(PAGE_FIELDS, values, strict=False)))
+        product.superseded_by = SimpleNamespace(market_hash=values[-1]) if values[-1] is not None else None
+        by_id[product.id] = product_json(product, seller_name=values[-2])  # type: ignore[arg-type]
+    return [by_id[i] for i in ids if i in by_id]
 
 
 def run_search(request: Request, query: SearchQuery, page: int, size: int) -> Response:

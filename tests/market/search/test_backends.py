@@ -328,7 +328,6 @@ def test_both_sqlite_plans_give_the_same_answers(
     from cpchain.market.search import db
 
     monkeypatch.setattr(db, "WALK_MIN_MATCHES", threshold)
-    monkeypatch.setattr(db, "WALK_COUNT_MIN_MATCHES", threshold)
     for filters in PLAN_FILTERS:
         for sort in ("newest", "price", "-price", "sales", "rating"):
             want = catalog.expected(sort, **filters)
