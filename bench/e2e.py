@@ -30,26 +30,21 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import random
 import secrets
-import socket
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from cpchain.config import Config, load_config
 from cpchain.crypto import sha256_file
 from cpchain.proxy.protocol import authorization, download_token
 from cpchain.proxy.tls import PinnedHTTPSConnection
-from cpchain.testnet import PROXIES, PROXY_PORTS, down, render_toml, up
+from cpchain.testnet import running_testnet
 from cpchain.types import OrderState
 from cpchain.wallet.automation import Automation
 from cpchain.wallet.buyer import Buyer
@@ -67,48 +62,6 @@ AUTOMATION_INTERVALS = (2.0, 0.5)  # what `pdash run` and the Qt wallet step at 
 
 def log(message: str) -> None:
     print(message, flush=True)
-
-
-_taken: set[int] = set()
-
-
-def free_port() -> int:
-    """A port free for TCP and UDP below the ephemeral range (clients never take it meanwhile)."""
-    low_ephemeral = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
-    low, high = (20000, min(low_ephemeral, 32768) - 1) if low_ephemeral > 21000 else (10000, 65000)
-    while True:
-        port = random.randint(low, high)
-        if port in _taken:
-            continue
-        try:
-            for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
-                with socket.socket(socket.AF_INET, kind) as sock:
-                    sock.bind(("127.0.0.1", port))
-        except OSError:
-            continue
-        _taken.add(port)
-        return port
-
-
-def testnet_config(home: Path) -> Path:
-    """A config putting every testnet service on its own free port."""
-    home.mkdir(parents=True, exist_ok=True)
-    chain, faucet, market, kafka, tracker, boot = (free_port() for _ in range(6))
-    sections: dict[str, dict[str, object]] = {
-        "chain": {"local_provider_addr": f"http://127.0.0.1:{chain}"},
-        "chain.node": {"port": chain},
-        "chain.faucet": {"port": faucet},
-        "market": {"server_port": market, "market_url": f"http://127.0.0.1:{market}", "workers": 1},
-        "proxy": {"kafka_brokers": [f"127.0.0.1:{kafka}"], "tracker": f"127.0.0.1:{tracker}",
-                  "boot_nodes": [f"127.0.0.1:{boot}"]},
-        "proxy.discovery": {"first_node_tracker_port": tracker, "first_node_dht_port": boot},
-        "logging": {"level": "WARNING"},
-    }  # fmt: skip
-    for name in PROXIES:
-        sections[f"testnet.{name}"] = {key: free_port() for key in PROXY_PORTS}
-    path = home / "cpchain.toml"
-    path.write_text(render_toml(sections, "bench/e2e.py's testnet"), encoding="utf-8")
-    return path
 
 
 def random_file(path: Path, size: int) -> Path:
@@ -257,21 +210,6 @@ def automated(manifest: dict[str, Any], seller: Seller, buyer: Buyer, work: Path
     return seconds
 
 
-@contextmanager
-def testnet(home: Path) -> Iterator[Config]:
-    """A testnet in `home`, stopped (everything this `up` started) when the block ends."""
-    os.environ["CPCHAIN_HOME"] = str(home)
-    os.environ["CPCHAIN_HOME_CONFIG_PATH"] = str(testnet_config(home))
-    config = load_config()
-    try:
-        began = time.monotonic()
-        up(config)
-        log(f"testnet up in {time.monotonic() - began:.1f} s ({home})")
-        yield config
-    finally:
-        down(config)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     size_group = parser.add_mutually_exclusive_group()
@@ -282,7 +220,10 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     results: list[Result] = []
     auto: dict[float, float] = {}
-    with tempfile.TemporaryDirectory(prefix="e2e-bench-") as tmp, testnet(Path(tmp) / "home") as config:
+    with (
+        tempfile.TemporaryDirectory(prefix="e2e-bench-") as tmp,
+        running_testnet(Path(tmp) / "home", "bench/e2e.py's testnet", say=log) as config,
+    ):
         manifest: dict[str, Any] = json.loads((config.path("testnet.dir") / "testnet.json").read_text())
         sctx, bctx = open_party(manifest, "seller"), open_party(manifest, "buyer")
         try:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -29,6 +28,7 @@ from cpchain.chain.artifact import REPO_ROOT
 from cpchain.chain.escrow import BuyerAgent, Escrow, EscrowParams, ProxyAgent, SellerAgent, deploy
 from cpchain.chain.node import anvil_binary, wait_ready
 from cpchain.chain.tx import TxSender
+from cpchain.netutil import free_port
 
 ETHER = 10**18
 # The figure for the original 2018 contract, for comparison with our re-implementation.
@@ -87,12 +87,6 @@ def baseline_trade(w3: Any, senders: dict[str, TxSender], bank: TxSender) -> lis
         ("buyerConfirmDeliver", senders["buyer"].transact(old.functions.buyerConfirmDeliver(1))),
     ]
     return [(name, int(receipt["gasUsed"])) for name, receipt in steps]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def main() -> int:

@@ -23,16 +23,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import random
 import re
 import secrets
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -44,9 +41,9 @@ if not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY"):
 from PyQt5.QtCore import QElapsedTimer, QEventLoop, Qt, QTimer  # noqa: E402
 from PyQt5.QtWidgets import QApplication  # noqa: E402
 
-from cpchain.config import Config, load_config  # noqa: E402
+from cpchain.config import load_config  # noqa: E402
 from cpchain.crypto import keystore, sha256_file  # noqa: E402
-from cpchain.testnet import PROXIES, PROXY_PORTS, down, render_toml, up  # noqa: E402
+from cpchain.testnet import running_testnet  # noqa: E402
 from cpchain.types import OrderState  # noqa: E402
 from cpchain.wallet.buyer import Buyer  # noqa: E402
 from cpchain.wallet.demo import open_party  # noqa: E402
@@ -65,60 +62,6 @@ SHOWN = re.compile(r"window shown after ([\d.]+) s")
 
 def log(message: str) -> None:
     print(message, flush=True)
-
-
-# --------------------------------------------------------------------------- testnet
-
-_taken: set[int] = set()
-
-
-def free_port() -> int:
-    """A port free for TCP and UDP below the ephemeral range (clients never take it meanwhile)."""
-    low_ephemeral = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
-    low, high = (20000, min(low_ephemeral, 32768) - 1) if low_ephemeral > 21000 else (10000, 65000)
-    while True:
-        port = random.randint(low, high)
-        if port in _taken:
-            continue
-        try:
-            for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
-                with socket.socket(socket.AF_INET, kind) as sock:
-                    sock.bind(("127.0.0.1", port))
-        except OSError:
-            continue
-        _taken.add(port)
-        return port
-
-
-@contextmanager
-def testnet(home: Path) -> Iterator[Config]:
-    """A testnet in `home` with every service on its own free port, stopped when the block ends."""
-    home.mkdir(parents=True, exist_ok=True)
-    chain, faucet, market, kafka, tracker, boot = (free_port() for _ in range(6))
-    sections: dict[str, dict[str, object]] = {
-        "chain": {"local_provider_addr": f"http://127.0.0.1:{chain}"},
-        "chain.node": {"port": chain},
-        "chain.faucet": {"port": faucet},
-        "market": {"server_port": market, "market_url": f"http://127.0.0.1:{market}", "workers": 1},
-        "proxy": {"kafka_brokers": [f"127.0.0.1:{kafka}"], "tracker": f"127.0.0.1:{tracker}",
-                  "boot_nodes": [f"127.0.0.1:{boot}"]},
-        "proxy.discovery": {"first_node_tracker_port": tracker, "first_node_dht_port": boot},
-        "logging": {"level": "WARNING"},
-    }  # fmt: skip
-    for name in PROXIES:
-        sections[f"testnet.{name}"] = {key: free_port() for key in PROXY_PORTS}
-    path = home / "cpchain.toml"
-    path.write_text(render_toml(sections, "bench/gui.py's testnet"), encoding="utf-8")
-    os.environ["CPCHAIN_HOME"] = str(home)
-    os.environ["CPCHAIN_HOME_CONFIG_PATH"] = str(path)
-    config = load_config()
-    try:
-        began = time.monotonic()
-        up(config)
-        log(f"testnet up in {time.monotonic() - began:.1f} s ({home})")
-        yield config
-    finally:
-        down(config)
 
 
 # --------------------------------------------------------------------------- start-up
@@ -263,7 +206,10 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     app = QApplication.instance() or QApplication(sys.argv[:1])
     assert isinstance(app, QApplication)
-    with tempfile.TemporaryDirectory(prefix="gui-bench-") as tmp, testnet(Path(tmp) / "home") as config:
+    with (
+        tempfile.TemporaryDirectory(prefix="gui-bench-") as tmp,
+        running_testnet(Path(tmp) / "home", "bench/gui.py's testnet", say=log) as config,
+    ):
         manifest: dict[str, Any] = json.loads((config.path("testnet.dir") / "testnet.json").read_text())
         spawned, own = startup(Path(manifest["accounts"]["buyer"]["config"]))
         log(f"bin/wallet: window shown {spawned:.2f} s after spawning ({own:.2f} s by its own log)")

@@ -41,7 +41,6 @@ import pickle
 import random
 import secrets
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -63,6 +62,7 @@ from eth_utils.address import to_checksum_address  # noqa: E402
 
 from cpchain.crypto.signing import sign_product  # noqa: E402
 from cpchain.market.client import MarketClient  # noqa: E402
+from cpchain.netutil import free_port  # noqa: E402
 from cpchain.types import ProductDescription, market_hash_of  # noqa: E402
 
 GOAL_P95_MS = 25.0
@@ -341,12 +341,6 @@ def fill(path: Path, seed: int) -> None:
 
 
 # -- the market under test ---------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @dataclass
 class MariaDB:
     """The MariaDB server of the run: a throwaway mariadbd configured by mysql/my.cnf (the

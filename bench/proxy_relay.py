@@ -46,6 +46,7 @@ from cpchain.chain.node import anvil_binary, wait_ready
 from cpchain.chain.tx import TxSender
 from cpchain.crypto import ecies
 from cpchain.crypto.keystore import import_private_key, save_keystore
+from cpchain.netutil import free_port
 from cpchain.proxy.client import ProxyClient
 from cpchain.proxy.protocol import Domain, Endpoint, authorization, download_token
 from cpchain.proxy.tls import PinnedHTTPSConnection, fingerprint_of_pem
@@ -63,12 +64,6 @@ GOAL_MBPS = 300
 
 def log(message: str) -> None:
     print(message, flush=True)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def wait_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 30.0) -> None:

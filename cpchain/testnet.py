@@ -21,6 +21,9 @@ this `up` started. Layout under rc_dir (testnet.dir):
     testnet/{proxy1,proxy2}/cpchain.toml  proxy homes (database, TLS certificate)
     testnet/tracker/cpchain.toml          the tracker's home
     testnet/<name>/keystore/, keystore.password (0600)
+
+`running_testnet(home)` runs a throwaway one for benches and scripts: `isolated_config` puts
+every service on its own free port (cpchain.netutil.service_port) in a temporary home.
 """
 
 from __future__ import annotations
@@ -57,6 +60,7 @@ from cpchain.cli_support import run_cli, setup_logging
 from cpchain.config import Config, ConfigError, load_config
 from cpchain.crypto import keystore
 from cpchain.fsutil import atomic_write_text
+from cpchain.netutil import service_port
 from cpchain.proxy.streams.kafka_utils import broker_address, dev_broker, tansu_argv
 from cpchain.services import Service, ServiceError
 
@@ -728,6 +732,65 @@ def _account_status(config: Config, chain_up: bool) -> tuple[list[str], bool]:
             text += f"; wallet: CPCHAIN_HOME={layout.home(name)}"
         lines.append(text)
     return lines, bonded
+
+
+# ---------------------------------------------------------------- a throwaway testnet
+
+
+def isolated_config(home: Path, header: str = "a throwaway testnet on free ports",
+                    overrides: Mapping[str, Mapping[str, object]] | None = None) -> Path:
+    """Write `home`/cpchain.toml putting every testnet service on its own `service_port()`.
+
+    `overrides` adds or replaces keys per section (e.g. {"market": {"sync_interval": 0.5}}).
+    """
+    home.mkdir(parents=True, exist_ok=True)
+    chain, faucet, market, kafka, tracker, boot = (service_port() for _ in range(6))
+    sections: dict[str, dict[str, object]] = {
+        "chain": {"local_provider_addr": f"http://127.0.0.1:{chain}"},
+        "chain.node": {"port": chain},
+        "chain.faucet": {"port": faucet},
+        "market": {"server_port": market, "market_url": f"http://127.0.0.1:{market}", "workers": 1},
+        "proxy": {"kafka_brokers": [f"127.0.0.1:{kafka}"], "tracker": f"127.0.0.1:{tracker}",
+                  "boot_nodes": [f"127.0.0.1:{boot}"]},
+        "proxy.discovery": {"first_node_tracker_port": tracker, "first_node_dht_port": boot},
+        "logging": {"level": "WARNING"},
+    }  # fmt: skip
+    for name in PROXIES:
+        sections[f"testnet.{name}"] = {key: service_port() for key in PROXY_PORTS}
+    for section, values in (overrides or {}).items():
+        sections.setdefault(section, {}).update(values)
+    path = home / "cpchain.toml"
+    path.write_text(render_toml(sections, header), encoding="utf-8")
+    return path
+
+
+@contextlib.contextmanager
+def running_testnet(home: Path, header: str = "a throwaway testnet on free ports",
+                    overrides: Mapping[str, Mapping[str, object]] | None = None,
+                    say: Callable[[str], None] | None = None, verbose: bool = False) -> Iterator[Config]:
+    """A testnet in `home` (`isolated_config`), stopped (what this `up` started) when the block ends.
+
+    Points CPCHAIN_HOME and CPCHAIN_HOME_CONFIG_PATH of this process at it. `say`, if given, gets
+    "testnet up in S s (home)" once it runs; with `verbose`, also `up`'s lines and, on stopping,
+    `down`'s.
+    """
+    os.environ["CPCHAIN_HOME"] = str(home)
+    os.environ["CPCHAIN_HOME_CONFIG_PATH"] = str(isolated_config(home, header, overrides))
+    config = load_config()
+    report = say if say is not None else (lambda _line: None)
+    try:
+        began = time.monotonic()
+        lines = up(config)
+        for line in lines if verbose else ():
+            report(f"  {line}")
+        report(f"testnet up in {time.monotonic() - began:.1f} s ({home})")
+        yield config
+    finally:
+        if verbose:
+            report("stopping the testnet")
+        lines = down(config)
+        for line in lines if verbose else ():
+            report(f"  {line}")
 
 
 # ---------------------------------------------------------------- command line

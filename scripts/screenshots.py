@@ -14,14 +14,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import random
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
@@ -40,45 +38,8 @@ LISTINGS = [
     ("Retail footfall counts, city centre", "Business", "7.25", ("retail", "footfall"),
      "Anonymous door counter totals per 15 minutes for 120 shops.", (170, 90, 40)),
 ]  # fmt: skip
-
-
-def free_port(used: set[int]) -> int:
-    """A port free for TCP and UDP on 127.0.0.1, below the ephemeral range, not handed out before."""
-    while True:
-        port = random.randint(20000, 32000)
-        if port in used:
-            continue
-        try:
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp, \
-                 socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:  # fmt: skip
-                tcp.bind(("127.0.0.1", port))
-                udp.bind(("127.0.0.1", port))
-        except OSError:
-            continue
-        used.add(port)
-        return port
-
-
-def testnet_config(home: Path) -> Path:
-    used: set[int] = set()
-    p: Callable[[], int] = lambda: free_port(used)  # noqa: E731
-    chain, faucet, market, kafka, tracker, boot = p(), p(), p(), p(), p(), p()
-    lines = [
-        "[chain]", f'local_provider_addr = "http://127.0.0.1:{chain}"', "[chain.node]", f"port = {chain}",
-        "[chain.faucet]", f"port = {faucet}",
-        "[market]", f"server_port = {market}", f'market_url = "http://127.0.0.1:{market}"', "workers = 1",
-        "sync_interval = 0.5",
-        "[proxy]", f'kafka_brokers = ["127.0.0.1:{kafka}"]', f'tracker = "127.0.0.1:{tracker}"',
-        f'boot_nodes = ["127.0.0.1:{boot}"]',
-        "[proxy.discovery]", f"first_node_tracker_port = {tracker}", f"first_node_dht_port = {boot}",
-    ]  # fmt: skip
-    for name in ("proxy1", "proxy2"):
-        lines.append(f"[testnet.{name}]")
-        lines += [f"{key} = {p()}" for key in ("server_port", "server_file_port", "server_stream_ws_port",
-                                               "server_stream_http_port", "dht_port", "tracker_link_port")]  # fmt: skip
-    path = home / "cpchain.toml"
-    path.write_text("\n".join(lines) + "\n")
-    return path
+# Over cpchain.testnet.isolated_config's: the market indexes new listings quickly, services log at INFO.
+TESTNET_OVERRIDES: dict[str, dict[str, object]] = {"market": {"sync_interval": 0.5}, "logging": {"level": "INFO"}}
 
 
 @contextmanager
@@ -260,26 +221,18 @@ def main() -> None:
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     home = Path(tempfile.mkdtemp(prefix="pdash-screenshots-"))
-    os.environ["CPCHAIN_HOME"] = str(home)
-    os.environ.pop("CPCHAIN_HOME_CONFIG_PATH", None)
-    testnet_config(home)
 
-    from cpchain import testnet
-    from cpchain.config import load_config
+    from cpchain.testnet import running_testnet
 
-    config = load_config()
     began = time.monotonic()
     try:
         print(f"starting a local testnet in {home}")
-        for line in testnet.up(config):
-            print(" ", line)
-        seeded = seed(config, home / "seed")
-        with display():
-            saved = shoot(args.out, seeded)
+        with running_testnet(home, "scripts/screenshots.py's testnet", overrides=TESTNET_OVERRIDES, say=print,
+                             verbose=True) as config:  # fmt: skip
+            seeded = seed(config, home / "seed")
+            with display():
+                saved = shoot(args.out, seeded)
     finally:
-        print("stopping the testnet")
-        for line in testnet.down(config):
-            print(" ", line)
         if not args.keep:
             shutil.rmtree(home, ignore_errors=True)
     print(f"{len(saved)} screenshot(s) in {time.monotonic() - began:.0f} s")

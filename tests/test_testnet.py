@@ -30,13 +30,13 @@ from cpchain.chain.connection import connect_url
 from cpchain.chain.escrow import Deployment, Escrow
 from cpchain.config import load_config
 from cpchain.crypto import keystore
+from cpchain.netutil import service_port
 from cpchain.proxy.client import ProxyClient, pick_proxy, resolve
 from cpchain.proxy.proto import trade_pb2 as pb
 from cpchain.proxy.protocol import PURPOSE_BUYER, Domain
 from cpchain.proxy.streams.kafka_utils import answers
 from cpchain.proxy.tracker import list_live_proxies
 from cpchain.services import port_open, udp_bound
-from tests.proxy.conftest import service_port
 
 BIN = Path(__file__).resolve().parents[1] / "bin"
 ADDRESS_RE = r"0x[0-9a-fA-F]{40}"

@@ -7,7 +7,6 @@ from a snapshot of that state, so tests are independent and fast.
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -21,6 +20,7 @@ from cpchain.chain.connection import dev_bank, in_process_chain, revert, snapsho
 from cpchain.chain.escrow import ArbiterAgent, BuyerAgent, Escrow, EscrowParams, ProxyAgent, SellerAgent, deploy
 from cpchain.chain.node import anvil_binary, wait_ready
 from cpchain.chain.tx import TxSender
+from cpchain.netutil import free_port
 
 ETHER = 10**18
 PARAMS = EscrowParams(
@@ -32,12 +32,6 @@ PARAMS = EscrowParams(
     arbiter_window=7 * 86400,
 )
 BACKENDS = ["in-process", "anvil"]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass

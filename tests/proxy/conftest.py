@@ -26,6 +26,7 @@ from cpchain.chain.escrow import Deployment
 from cpchain.chain.tx import TxSender
 from cpchain.crypto import aead, ecies
 from cpchain.crypto.keystore import import_private_key, save_keystore
+from cpchain.netutil import service_port
 from cpchain.proxy.client import ProxyClient
 from cpchain.proxy.proto import trade_pb2 as pb
 from cpchain.proxy.protocol import PURPOSE_REPLY, PURPOSE_SELLER, Domain, Endpoint, make_key_grant, open_envelope, seal
@@ -67,35 +68,6 @@ def chain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Chain]:
         yield Chain(anvil, world, registrar, Domain(deployment.chain_id, deployment.address), base)
     finally:
         anvil.stop()
-
-
-_EPHEMERAL = tuple(int(x) for x in Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
-_handed_out: set[int] = set()
-
-
-def service_port() -> int:
-    """A free TCP and UDP port below the ephemeral range.
-
-    `free_port()` hands out ephemeral ports, which the many client connections of a test
-    run (web3 to anvil, proxies to each other) may take before the proxy listens on them.
-    """
-    import random
-    import socket
-
-    low = 20000 if _EPHEMERAL[0] > 21000 else 10000
-    high = min(_EPHEMERAL[0], 32768) - 1 if _EPHEMERAL[0] > low + 1000 else 65000
-    while True:
-        port = random.randint(low, high)
-        if port in _handed_out:
-            continue
-        try:
-            for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
-                with socket.socket(socket.AF_INET, kind) as sock:
-                    sock.bind(("127.0.0.1", port))
-        except OSError:
-            continue
-        _handed_out.add(port)
-        return port
 
 
 def _toml(value: object) -> str:

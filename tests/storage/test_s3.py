@@ -16,6 +16,7 @@ from pathlib import Path
 import boto3
 import pytest
 
+from cpchain.netutil import free_port
 from cpchain.storage import (
     FetchPolicy,
     Locator,
@@ -159,12 +160,6 @@ def test_a_connection_cut_mid_download_leaves_no_file(
             fetcher.download(handed, tmp_path / "out.bin")
         assert relay.cuts >= 1
     assert leftovers(tmp_path, "out.bin") == []
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def test_a_server_killed_mid_download_leaves_no_file(tmp_path: Path) -> None:
