@@ -1,7 +1,8 @@
 """My data: this account's listings (the market's, joined with the wallet's records) and its
 encrypted uploads, with what the seller can do to each listing: edit it (a new signed
 version), hide or show it, change its cover, delete it, publish again one the market has not
-accepted yet, or open it as buyers see it."""
+accepted yet, or open it as buyers see it. A stream listing shows its channel (id, proxy, and
+its state as the proxy reports it, read on the worker) and can end the channel."""
 
 from __future__ import annotations
 
@@ -30,9 +31,12 @@ from PyQt5.QtWidgets import (
     QVBoxLayout,
 )
 
+from cpchain.proxy.streams.client import StreamClient, StreamRefusedError
+from cpchain.proxy.streams.wire import STORAGE_TYPE as STREAM_STORAGE
+from cpchain.proxy.streams.wire import StreamLocator, WireError
 from cpchain.types import ProductDescription
 from cpchain.wallet.db import ProductRecord, UploadRecord
-from cpchain.wallet.errors import BadInput
+from cpchain.wallet.errors import BadInput, translated
 from cpchain.wallet.funds import parse_amount
 from cpchain.wallet.qt.pages import Page
 from cpchain.wallet.qt.pages.market import CATEGORIES
@@ -40,7 +44,7 @@ from cpchain.wallet.qt.pages.publish import IMAGE_FILTER, _bytes, parse_tags
 from cpchain.wallet.qt.session import Opened
 from cpchain.wallet.qt.widgets import columns, cpc, heading, hide_row_numbers, when
 
-__all__ = ["MyData", "MyDataPage", "Row"]
+__all__ = ["MyData", "MyDataPage", "Row", "channel_state"]
 
 LISTING_COLUMNS = ["Title", "Price", "Status", "Sales", "Category", "Listed", "File"]
 UPLOAD_COLUMNS = ["Name", "Size", "Storage", "Uploaded", "Listings", "Data hash", "Source file"]
@@ -62,6 +66,30 @@ class Row:
     tags: tuple[str, ...]
     upload: UploadRecord | None
     has_cover: bool
+
+    @property
+    def locator(self) -> StreamLocator | None:
+        """The stream channel behind the listing (None for a file)."""
+        if self.upload is None or self.upload.storage_type != STREAM_STORAGE:
+            return None
+        try:
+            return StreamLocator.from_json(self.upload.locator)
+        except WireError:
+            return None
+
+
+def channel_state(opened: Opened, locator: StreamLocator) -> str:
+    """The channel's state as its proxy reports it, as a phrase (blocking: on the worker)."""
+    client = StreamClient.for_locator(opened.ctx.me.account, opened.ctx.domain, locator)
+    with translated(f"channel {locator.channel}"):
+        try:
+            status = client.publish_status(locator.channel)
+        except StreamRefusedError as exc:
+            if exc.code == "channel_ended":
+                return "ended: no more records; buyers read what is there until the retention ends"
+            raise
+    seq = int(status.get("next_seq", 0))
+    return f"{status.get('state', 'open')}: {seq} record{'s' if seq != 1 else ''} published"
 
 
 @dataclass
@@ -142,6 +170,23 @@ class MyDataPage(Page):
         self.edit_box.hide()
         layout.addWidget(self.edit_box)
 
+        self.channel_box = QGroupBox("Stream channel")
+        cf = QFormLayout(self.channel_box)
+        self.channel_id_label = QLabel()
+        self.channel_proxy_label = QLabel()
+        self.channel_state_label = QLabel()
+        for label in (self.channel_id_label, self.channel_proxy_label, self.channel_state_label):
+            label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+            label.setWordWrap(True)
+        self.end_channel_button = QPushButton("End channel…")
+        self.end_channel_button.clicked.connect(self.end_channel)
+        cf.addRow("Channel", self.channel_id_label)
+        cf.addRow("Proxy", self.channel_proxy_label)
+        cf.addRow("State", self.channel_state_label)
+        cf.addRow(self.end_channel_button)
+        self.channel_box.hide()
+        layout.addWidget(self.channel_box)
+
         layout.addWidget(QLabel("<b>Encrypted uploads</b> (the data behind the listings; keys stay in this wallet)"))
         self.uploads_table = _table(UPLOAD_COLUMNS)
         columns(self.uploads_table).setSectionResizeMode(0, QHeaderView.ResizeMode.ResizeToContents)
@@ -153,6 +198,8 @@ class MyDataPage(Page):
 
         self.data: MyData | None = None
         self._editing = ""
+        self._channel = ""  # the channel shown in the channel box
+        self.channel_states: dict[str, str] = {}  # channel id -> its state as last read
         # Replaceable (tests answer without a native dialog).
         self.ask_image: Callable[[], str] = self._ask_image
         self.confirm: Callable[[str], bool] = self._confirm
@@ -214,8 +261,10 @@ class MyDataPage(Page):
                 self.table.setItem(r, c, item)
         self.uploads_table.setRowCount(len(data.uploads))
         for r, u in enumerate(data.uploads):
-            cells = [u.name, _bytes(u.plain_size), u.storage_type, when(u.created), str(data.listings.get(u.id, 0)),
-                     u.data_hash[:16] + "…", u.source_path]  # fmt: skip
+            stream = u.storage_type == STREAM_STORAGE
+            cells = [u.name, "stream channel" if stream else _bytes(u.plain_size), u.storage_type, when(u.created),
+                     str(data.listings.get(u.id, 0)), u.data_hash[:16] + "…",
+                     _channel_text(u) if stream else u.source_path]  # fmt: skip
             for c, text in enumerate(cells):
                 item = QTableWidgetItem(text)
                 item.setToolTip({5: u.data_hash, 6: u.source_path}.get(c, ""))
@@ -225,6 +274,7 @@ class MyDataPage(Page):
             f"{len(data.rows) - pending} listing(s) on the market, {pending} not published yet, "
             f"{len(data.uploads)} upload(s)."
         )
+        self._channel = ""  # read the selected channel's state again
         self._selected()
 
     # ------------------------------------------------------------------ the selected listing
@@ -253,6 +303,71 @@ class MyDataPage(Page):
         self.open_button.setEnabled(row is not None and row.status == "visible")
         if row is None or row.market_hash != self._editing:
             self.edit_box.hide()
+        self._show_channel(row)
+
+    # ------------------------------------------------------------------ stream channels
+
+    def _show_channel(self, row: Row | None) -> None:
+        locator = row.locator if row is not None else None
+        opened = self.session.wallet
+        if locator is None or opened is None:
+            self._channel = ""
+            self.channel_box.hide()
+            return
+        channel = locator.channel
+        self.channel_id_label.setText(channel)
+        self.channel_proxy_label.setText(f"{locator.endpoint.proxy} ({locator.endpoint.host}, stream ports "
+                                         f"{locator.endpoint.ws_port}/{locator.endpoint.http_port})")  # fmt: skip
+        self.channel_box.show()
+        if channel == self._channel:
+            return
+        self._channel = channel
+        self._read_channel(opened, locator)
+
+    def _read_channel(self, opened: Opened, locator: StreamLocator) -> None:
+        channel = locator.channel
+        self.channel_state_label.setText(self.channel_states.get(channel, "reading…"))
+        self.end_channel_button.setEnabled(False)
+        self.end_channel_button.setToolTip("Reading the channel's state…")
+
+        def read(state: str) -> None:
+            self.channel_states[channel] = state
+            if channel == self._channel:
+                self.channel_state_label.setText(state)
+                ended = state.startswith("ended")
+                self.end_channel_button.setEnabled(not ended)
+                self.end_channel_button.setToolTip("The channel has ended." if ended else
+                                                   "End the channel: no more records can be published")  # fmt: skip
+
+        def failed(exc: BaseException) -> None:
+            if channel == self._channel:
+                self.channel_state_label.setText(f"unknown: {exc}")
+                self.end_channel_button.setEnabled(True)
+                self.end_channel_button.setToolTip("End the channel: no more records can be published")
+
+        self.run(channel_state, opened, locator, done=read, error=failed)
+
+    def end_channel(self) -> None:
+        opened, row = self.session.wallet, self.current()
+        locator = row.locator if row is not None else None
+        if opened is None or row is None or locator is None:
+            return
+        if not self.confirm(f"End the channel of “{row.title}”? No more records can be published to it; buyers "
+                            "can still read the records already there. This cannot be undone."):  # fmt: skip
+            return
+        self.end_channel_button.setEnabled(False)
+
+        def ended(_reply: object) -> None:
+            self.ui.banner.info(f"The channel of “{row.title}” has ended.")
+            if self._channel == locator.channel:
+                self._read_channel(opened, locator)
+
+        def failed(exc: BaseException) -> None:
+            self.ui.banner.error(f"Ending the channel failed: {exc}")
+            if self._channel == locator.channel:
+                self._read_channel(opened, locator)
+
+        self.run(opened.seller.end_channel, row.market_hash, done=ended, error=failed)
 
     def _done(self, text: str) -> Callable[[Any], None]:
         def done(_result: Any) -> None:
@@ -378,6 +493,14 @@ def _table(headers: list[str]) -> QTableWidget:
     columns(table).setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
     columns(table).setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
     return table
+
+
+def _channel_text(upload: UploadRecord) -> str:
+    try:
+        locator = StreamLocator.from_json(upload.locator)
+    except WireError:
+        return "—"
+    return f"channel {locator.channel} on {locator.endpoint.proxy}"
 
 
 def _description(record: ProductRecord) -> ProductDescription:

@@ -1,5 +1,6 @@
 """Product detail: the verified listing, its reviews, this account's orders for it, and
-buying it through a chosen proxy (deposit and credit shown), with the cost confirmed first."""
+buying it through a chosen proxy (deposit and credit shown), with the cost confirmed first.
+A stream is bought through the proxy that hosts its channel (the only one offered)."""
 
 from __future__ import annotations
 
@@ -20,14 +21,14 @@ from PyQt5.QtWidgets import (
 )
 
 from cpchain.proxy.tracker import ProxyStanding
-from cpchain.types import OrderState
+from cpchain.types import OrderState, ProductType
 from cpchain.wallet.buyer import Listing
 from cpchain.wallet.db import OrderRecord
 from cpchain.wallet.errors import translated
 from cpchain.wallet.qt.pages import Page
 from cpchain.wallet.qt.session import Opened
 from cpchain.wallet.qt.widgets import cpc, heading, rating_text, short, when
-from cpchain.wallet.rules import default_fee
+from cpchain.wallet.rules import default_fee, stream_proxy
 
 __all__ = ["STATE_TEXT", "ProductPage", "ProductView"]
 
@@ -144,6 +145,7 @@ class ProductPage(Page):
         self.market_hash = ""
         self.view: ProductView | None = None
         self.standings: list[ProxyStanding] = []
+        self._all_standings: list[ProxyStanding] = []
 
     # ------------------------------------------------------------------ loading
 
@@ -153,6 +155,7 @@ class ProductPage(Page):
         self.title_label.setText("Loading…")
         self.review_box.hide()
         self.details.hide()
+        self._update_buy()
         self.activate()
 
     def activate(self) -> None:
@@ -192,7 +195,8 @@ class ProductPage(Page):
         f["seller"].setText(f"{seller_name} ({product.seller})" if seller_name else product.seller)
         f["category"].setText(product.category or "—")
         f["ptype"].setText(product.ptype.value)
-        f["size"].setText(f"{product.size:,} bytes (encrypted)")
+        stream = product.ptype is ProductType.STREAM
+        f["size"].setText("records as the seller publishes them" if stream else f"{product.size:,} bytes (encrypted)")
         f["tags"].setText(", ".join(product.tags) or "—")
         f["created"].setText(str(info.get("created", ""))[:19].replace("T", " ") + " UTC")
         f["sales"].setText(str(info.get("sales", 0)))
@@ -215,10 +219,15 @@ class ProductPage(Page):
             self.orders_list.addItem(f"Order {o.order_id}: {state_text(o.state)} (deadline {when(o.end_time)})")
         if not view.orders:
             self.orders_list.addItem("None.")
-        self._update_buy()
+        self._show_proxies(self._all_standings)
 
     def _show_proxies(self, standings: list[ProxyStanding]) -> None:
+        self._all_standings = standings
         self.standings = [s for s in standings if s.eligible]
+        view = self.view
+        if view is not None and view.listing.product.ptype is ProductType.STREAM:
+            host = stream_proxy(view.listing.product, [s.address for s in self.standings])
+            self.standings = [s for s in self.standings if s.address == host]
         self.proxy_combo.clear()
         if len(self.standings) > 1:
             self.proxy_combo.addItem("Best available (the first below, the second as backup)", None)
@@ -228,6 +237,7 @@ class ProductPage(Page):
 
     def _proxies_failed(self, message: str) -> None:
         self.standings = []
+        self._all_standings = []
         self.proxy_combo.clear()
         self.ui.banner.error(f"Proxies: {message}")
         self._update_buy()
@@ -239,10 +249,10 @@ class ProductPage(Page):
             reason = "Loading…"
         elif view.listing.product.seller.lower() == opened.address.lower():
             reason = "This is your own product."
-        elif view.listing.product.ptype.value != "file":
-            reason = "Streams cannot be bought with this wallet yet."
         elif any(not o.state.is_final for o in view.orders):
             reason = "You have an open order for this product (below)."
+        elif not self.standings and view.listing.product.ptype is ProductType.STREAM:
+            reason = "The proxy that hosts this stream's channel is not available right now."
         elif not self.standings:
             reason = "No proxy is available for a new order right now."
         self.buy_note.setText(reason or "Pay the price into escrow; the seller is paid when you confirm the delivery.")

@@ -4,8 +4,12 @@ market, each as its own product, with category, price, description, tags and a c
 Each file goes through three core calls on the worker (upload with progress, publish, cover),
 one after the other, so progress and failures show as they happen. When the market refuses
 or cannot be reached, the encrypted upload and its signed listing stay in the wallet's
-database and My data offers to publish them again. Streams are not offered: the wallet core
-cannot open a stream channel for a listing yet.
+database and My data offers to publish them again.
+
+In Stream mode (offered only when the config names a proxy tracker, which finding a proxy for
+the channel needs) the page opens a channel on the chosen proxy (or the best live one) and
+lists it, one core call on the worker (Seller.publish_stream), then shows the channel id and
+its proxy.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from PyQt5.QtCore import pyqtSignal
+from PyQt5.QtCore import Qt, pyqtSignal
 from PyQt5.QtWidgets import (
     QAbstractItemView,
     QComboBox,
@@ -35,15 +39,21 @@ from PyQt5.QtWidgets import (
 )
 
 from cpchain.config import Config
+from cpchain.proxy.discovery import parse_hostport
+from cpchain.proxy.streams.wire import STORAGE_TYPE as STREAM_STORAGE
+from cpchain.proxy.streams.wire import StreamLocator
+from cpchain.proxy.tracker import ProxyStanding
 from cpchain.types import MAX_TAGS, InvalidProduct, ProductDescription, ProductType
 from cpchain.wallet.db import ProductRecord, UploadRecord
 from cpchain.wallet.errors import BadInput
 from cpchain.wallet.funds import parse_amount
 from cpchain.wallet.qt.pages import Page
 from cpchain.wallet.qt.pages.market import CATEGORIES
+from cpchain.wallet.qt.pages.product import standing_text
+from cpchain.wallet.qt.session import Opened
 from cpchain.wallet.qt.widgets import cpc, heading
 
-__all__ = ["STORAGE_LABELS", "Listing", "PublishPage", "parse_tags", "storage_choices"]
+__all__ = ["STORAGE_LABELS", "Listing", "PublishPage", "parse_tags", "storage_choices", "streams_available"]
 
 STORAGE_LABELS = {
     "local": "Local directory",
@@ -68,6 +78,16 @@ def storage_choices(config: Config) -> list[tuple[str, str]]:
     return [(k, STORAGE_LABELS[k] + (" (default)" if k == default else "")) for k in kinds]
 
 
+def streams_available(config: Config) -> bool:
+    """Whether the config has what selling a stream needs: a proxy tracker to find the proxy
+    that hosts the channel (the best live one, or one of those it lists)."""
+    try:
+        parse_hostport(str(config.get("proxy.tracker") or ""), "proxy.tracker")
+    except (ValueError, KeyError):
+        return False
+    return True
+
+
 def parse_tags(text: str) -> tuple[str, ...]:
     """Comma-separated tags, trimmed, empty ones dropped, repeats removed (order kept)."""
     return tuple(dict.fromkeys(t.strip() for t in text.split(",") if t.strip()))
@@ -86,6 +106,8 @@ class Listing:
     cover: Path | None
     files: list[Path]
     done: list[ProductRecord] = field(default_factory=list)
+    stream: bool = False
+    proxy: str | None = None  # a stream's proxy (None: the best live one)
 
     def title_for(self, path: Path) -> str:
         return self.title if len(self.files) == 1 else f"{self.title} — {path.name}"
@@ -100,13 +122,23 @@ class PublishPage(Page):
         super().__init__(ui)
         layout = QVBoxLayout(self)
         layout.addWidget(heading("Publish data"))
-        intro = QLabel("Each file is encrypted on this computer, stored through the storage you choose and listed "
-                       "on the market as its own product. Buyers get the key only through a paid order.")  # fmt: skip
-        intro.setWordWrap(True)
-        layout.addWidget(intro)
+        self.mode_row = QWidget()
+        ml = QHBoxLayout(self.mode_row)
+        ml.setContentsMargins(0, 0, 0, 0)
+        self.mode_combo = QComboBox()
+        self.mode_combo.addItem("Files", "file")
+        self.mode_combo.addItem("Stream (records published over time)", "stream")
+        self.mode_combo.currentIndexChanged.connect(self._mode_changed)
+        ml.addWidget(QLabel("Sell"))
+        ml.addWidget(self.mode_combo)
+        ml.addStretch(1)
+        layout.addWidget(self.mode_row)
+        self.intro = QLabel()
+        self.intro.setWordWrap(True)
+        layout.addWidget(self.intro)
 
         row = QHBoxLayout()
-        files = QGroupBox("Files")
+        self.files_box = files = QGroupBox("Files")
         fl = QVBoxLayout(files)
         self.files_list = QListWidget()
         self.files_list.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
@@ -128,6 +160,25 @@ class PublishPage(Page):
         sl.addRow("Store the encrypted files in", self.storage_combo)
         fl.addWidget(form_box)
         row.addWidget(files, 1)
+
+        self.stream_box = QGroupBox("Stream channel")
+        st = QVBoxLayout(self.stream_box)
+        stream_note = QLabel("A channel is opened on a proxy's stream server; every record you publish to it is "
+                             "sealed under the channel's key on this computer. Buyers get the key only through a "
+                             "paid order and read the records from the proxy.")  # fmt: skip
+        stream_note.setWordWrap(True)
+        st.addWidget(stream_note)
+        sf = QFormLayout()
+        self.stream_proxy_combo = QComboBox()
+        self.stream_proxy_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
+        sf.addRow("Proxy hosting the channel", self.stream_proxy_combo)
+        self.channel_label = QLabel("No channel opened yet.")
+        self.channel_label.setWordWrap(True)
+        self.channel_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        sf.addRow("Channel", self.channel_label)
+        st.addLayout(sf)
+        st.addStretch(1)
+        row.addWidget(self.stream_box, 1)
 
         details = QGroupBox("Listing")
         form = QFormLayout(details)
@@ -170,7 +221,7 @@ class PublishPage(Page):
         self.progress = QProgressBar()
         self.progress.setRange(0, 1000)
         self.progress.hide()
-        self.publish_button = QPushButton("Encrypt, upload and publish")
+        self.publish_button = QPushButton()
         self.publish_button.clicked.connect(self.publish)
         bottom.addWidget(self.status_label, 1)
         bottom.addWidget(self.progress, 1)
@@ -185,6 +236,47 @@ class PublishPage(Page):
         # The file dialogs, replaceable (tests choose files without a native dialog).
         self.ask_files: Callable[[], list[str]] = self._ask_files
         self.ask_image: Callable[[], str] = self._ask_image
+        self.standings: list[ProxyStanding] = []
+        self._mode_changed()
+
+    # ------------------------------------------------------------------ mode
+
+    @property
+    def stream_mode(self) -> bool:
+        return bool(self.mode_row.isVisibleTo(self) and self.mode_combo.currentData() == "stream")
+
+    def _mode_changed(self) -> None:
+        stream = self.stream_mode
+        self.files_box.setVisible(not stream)
+        self.stream_box.setVisible(stream)
+        self.intro.setText(
+            "A stream is listed on the market as one product; buyers read its records as you publish them "
+            "(from your own program, through the wallet core's stream publisher)." if stream else
+            "Each file is encrypted on this computer, stored through the storage you choose and listed "
+            "on the market as its own product. Buyers get the key only through a paid order."
+        )  # fmt: skip
+        self.publish_button.setText("Open channel and publish" if stream else "Encrypt, upload and publish")
+        self._update_buttons()
+
+    def _load_proxies(self) -> None:
+        opened = self.session.wallet
+        if opened is None or not self.mode_row.isVisibleTo(self):
+            return
+        self.run(opened.ctx.proxies.standings, done=self._show_proxies,
+                 error=lambda exc: self._show_proxies([], str(exc)))  # fmt: skip
+
+    def _show_proxies(self, standings: list[ProxyStanding], failure: str = "") -> None:
+        wanted = self.stream_proxy_combo.currentData()
+        self.standings = [s for s in standings if s.eligible]
+        self.stream_proxy_combo.clear()
+        if self.standings:
+            self.stream_proxy_combo.addItem("Best available (the live proxy with the best standing)", None)
+        for s in self.standings:
+            self.stream_proxy_combo.addItem(standing_text(s), s.address)
+        if wanted is not None and self.stream_proxy_combo.findData(wanted) >= 0:
+            self.stream_proxy_combo.setCurrentIndex(self.stream_proxy_combo.findData(wanted))
+        if failure and self.stream_mode:
+            self.ui.banner.error(f"Proxies: {failure}")
         self._update_buttons()
 
     # ------------------------------------------------------------------ form
@@ -196,7 +288,12 @@ class PublishPage(Page):
             self.storage_combo.addItem(label, kind)
         if wanted is not None and self.storage_combo.findData(wanted) >= 0:
             self.storage_combo.setCurrentIndex(self.storage_combo.findData(wanted))
-        self._update_buttons()
+        offered = streams_available(self.session.config)
+        if not offered and self.mode_combo.currentData() == "stream":
+            self.mode_combo.setCurrentIndex(0)
+        self.mode_row.setVisible(offered)
+        self._mode_changed()
+        self._load_proxies()
 
     def _ask_files(self) -> list[str]:
         chosen, _ = QFileDialog.getOpenFileNames(self, "Files to publish")
@@ -240,11 +337,18 @@ class PublishPage(Page):
 
     def _update_buttons(self) -> None:
         idle = self.job is None
-        for w in (self.add_button, self.cover_button, self.storage_combo):
+        for w in (self.add_button, self.cover_button, self.storage_combo, self.mode_combo):
             w.setEnabled(idle)
         self.remove_button.setEnabled(idle and bool(self.files_list.selectedItems()))
         self.cover_clear.setEnabled(idle and self.cover is not None)
-        self.publish_button.setEnabled(idle and bool(self.files) and self.storage_combo.count() > 0)
+        self.stream_proxy_combo.setEnabled(idle and self.stream_proxy_combo.count() > 0)
+        if self.stream_mode:
+            ready = self.stream_proxy_combo.count() > 0
+            self.publish_button.setToolTip("" if ready else "No live proxy is listed by the tracker right now.")
+        else:
+            ready = bool(self.files) and self.storage_combo.count() > 0
+            self.publish_button.setToolTip("")
+        self.publish_button.setEnabled(idle and ready)
 
     def listing(self) -> Listing:
         """The form's listing, checked against the market's rules (BadInput naming the field)."""
@@ -262,6 +366,18 @@ class PublishPage(Page):
         if price <= 0:
             raise BadInput("Price: must be more than 0 CPC")
         tags = parse_tags(self.tags_field.text())
+        if self.stream_mode:
+            job = Listing(title=title, price=price, category=str(self.category_combo.currentData() or ""),
+                          description=self.description_field.toPlainText().strip(), tags=tags,
+                          storage=STREAM_STORAGE, cover=self.cover, files=[], stream=True,
+                          proxy=self.stream_proxy_combo.currentData())  # fmt: skip
+            try:  # checked before a channel is opened
+                ProductDescription(seller=opened.address, title=title, ptype=ProductType.STREAM,
+                                   description=job.description, price=price, category=job.category, tags=tags,
+                                   data_hash="0" * 64, storage_type=STREAM_STORAGE, size=0)  # fmt: skip
+            except InvalidProduct as exc:
+                raise BadInput(str(exc)[:1].upper() + str(exc)[1:]) from None
+            return job
         job = Listing(title=title, price=price, category=str(self.category_combo.currentData() or ""),
                       description=self.description_field.toPlainText().strip(), tags=tags,
                       storage=str(self.storage_combo.currentData()), cover=self.cover,
@@ -290,9 +406,49 @@ class PublishPage(Page):
         self.ui.banner.dismiss()
         self.job = job
         self._update_buttons()
+        if job.stream:
+            self._publish_stream(job)
+            return
         self.progress.setValue(0)
         self.progress.show()
         self._next()
+
+    @staticmethod
+    def _open_stream(opened: Opened, job: Listing) -> tuple[ProductRecord, StreamLocator]:
+        record = opened.seller.publish_stream(title=job.title, price=job.price, proxy=job.proxy,
+                                              description=job.description, category=job.category,
+                                              tags=job.tags)  # fmt: skip
+        upload = opened.ctx.db.upload(record.upload_id)
+        assert upload is not None
+        return record, StreamLocator.from_json(upload.locator)
+
+    def _publish_stream(self, job: Listing) -> None:
+        opened = self.session.wallet
+        assert opened is not None
+        where = "the best live proxy" if job.proxy is None else f"proxy {job.proxy}"
+        self.status_label.setText(f"Opening a channel on {where} and publishing “{job.title}”…")
+
+        def published(result: tuple[ProductRecord, StreamLocator]) -> None:
+            record, locator = result
+            job.done.append(record)
+            self.channel_label.setText(f"{locator.channel} on proxy {locator.endpoint.proxy}")
+            text = (f"Published stream “{record.title}” at {cpc(job.price, 18)}: channel {locator.channel} "
+                    f"on proxy {locator.endpoint.proxy}.")  # fmt: skip
+            if job.cover is None:
+                self._finish(text)
+                return
+            self.run(opened.seller.set_cover, record.market_hash, job.cover, done=lambda _: self._finish(text),
+                     error=lambda exc: cover_failed(record, exc))  # fmt: skip
+
+        def cover_failed(record: ProductRecord, exc: BaseException) -> None:
+            self.ui.banner.error(f"“{record.title}” is published, but its cover image was refused: {exc}. "
+                                 "Set another one from My data.")  # fmt: skip
+            self._finish("Published the stream without its cover image.", error=True, keep_banner=True)
+
+        def failed(exc: BaseException) -> None:
+            self._finish(f"Publishing the stream failed: {exc}", error=True)
+
+        self.run(self._open_stream, opened, job, done=published, error=failed)
 
     def _next(self) -> None:
         job, opened = self.job, self.session.wallet

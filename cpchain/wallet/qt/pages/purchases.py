@@ -5,6 +5,11 @@ buyer's closing steps: confirm, dispute, and a review (1-5 and a comment) on the
 Downloads run on a Worker thread (Buyer.receive, resumable); its progress reaches the bar
 through a ProgressRelay, as does the progress of a delivery the background automation
 receives. Files are opened through `open_url` (QDesktopServices), which tests replace.
+
+A stream purchase has no file: once the seller bound the order (the automation stores the
+stream key), "Show records" reads the channel's records available so far on the worker
+(Buyer.subscribe from the channel's start, ending after a short idle time) into a read-only
+view with their count; the first read is the delivery, after which the buyer confirms.
 """
 
 from __future__ import annotations
@@ -23,27 +28,48 @@ from PyQt5.QtWidgets import (
     QHeaderView,
     QLabel,
     QLineEdit,
+    QPlainTextEdit,
     QProgressBar,
     QPushButton,
     QTableWidget,
     QTableWidgetItem,
     QVBoxLayout,
+    QWidget,
 )
 
+from cpchain.proxy.streams.records import Record
+from cpchain.proxy.streams.wire import StreamLocator, WireError
 from cpchain.wallet.db import OrderRecord, PurchaseRecord
 from cpchain.wallet.qt.notifications import Snapshot
 from cpchain.wallet.qt.pages import Page
 from cpchain.wallet.qt.pages.orders import ACTIONS, ConfirmBar, action_refusal
 from cpchain.wallet.qt.pages.product import state_text
 from cpchain.wallet.qt.progress import ProgressRelay
+from cpchain.wallet.qt.session import Opened
 from cpchain.wallet.qt.widgets import columns, cpc, heading, hide_row_numbers
 from cpchain.wallet.rules import ROLE_BUYER, rate_refusal, receive_refusal
 
-__all__ = ["COLUMNS", "PurchasesPage", "open_url"]
+__all__ = ["COLUMNS", "IDLE_SECONDS", "PurchasesPage", "open_url", "read_records", "record_text"]
 
 COLUMNS = ["Order", "Product", "Price", "State", "Data"]
 RATINGS = [(5, "★★★★★ Excellent"), (4, "★★★★ Good"), (3, "★★★ Average"), (2, "★★ Poor"), (1, "★ Terrible")]
 PHASES = {"download": "Downloading", "decrypt": "Decrypting"}
+IDLE_SECONDS = 1.5
+"""How long "Show records" waits for a further record before it shows what it has."""
+
+
+def read_records(opened: Opened, order_id: int, idle: float = IDLE_SECONDS) -> list[Record]:
+    """Every record of a stream purchase available so far, opened and checked (blocking: on the worker)."""
+    return list(opened.buyer.subscribe(order_id, resume=False, idle_timeout=idle))
+
+
+def record_text(record: Record) -> str:
+    """One line for a record: its text if it is UTF-8, else its bytes in hex."""
+    try:
+        text = record.data.decode("utf-8")
+    except UnicodeDecodeError:
+        text = "0x" + record.data.hex()
+    return f"#{record.seq}  {text}"
 
 
 def open_url(url: QUrl) -> bool:
@@ -104,6 +130,7 @@ class PurchasesPage(Page):
         form.addRow("Integrity", self.verified_label)
         form.addRow("File", self.path_label)
         bl.addLayout(form)
+        self.form = form
 
         row = QHBoxLayout()
         self.download_button = QPushButton("Download")
@@ -112,15 +139,28 @@ class PurchasesPage(Page):
         self.open_file_button.clicked.connect(lambda: self._open(folder=False))
         self.open_folder_button = QPushButton("Open folder")
         self.open_folder_button.clicked.connect(lambda: self._open(folder=True))
+        self.records_button = QPushButton("Show records")
+        self.records_button.clicked.connect(self.show_records)
         self.confirm_button = QPushButton("Confirm delivery")
         self.confirm_button.clicked.connect(lambda: self._order_action("confirm"))
         self.dispute_button = QPushButton("Dispute…")
         self.dispute_button.clicked.connect(lambda: self._order_action("dispute"))
-        for button in (self.download_button, self.open_file_button, self.open_folder_button, self.confirm_button,
-                       self.dispute_button):  # fmt: skip
+        for button in (self.download_button, self.open_file_button, self.open_folder_button, self.records_button,
+                       self.confirm_button, self.dispute_button):  # fmt: skip
             row.addWidget(button)
         row.addStretch(1)
         bl.addLayout(row)
+        self.records_box = QWidget()
+        rl = QVBoxLayout(self.records_box)
+        rl.setContentsMargins(0, 0, 0, 0)
+        self.records_count = QLabel()
+        self.records_view = QPlainTextEdit()
+        self.records_view.setReadOnly(True)
+        self.records_view.setLineWrapMode(QPlainTextEdit.LineWrapMode.NoWrap)
+        self.records_view.setMinimumHeight(90)
+        rl.addWidget(self.records_count)
+        rl.addWidget(self.records_view)
+        bl.addWidget(self.records_box)
         self.confirm_bar = ConfirmBar()
         bl.addWidget(self.confirm_bar)
 
@@ -144,6 +184,9 @@ class PurchasesPage(Page):
         self.progress: dict[int, tuple[str, int, int]] = {}
         self.downloading: set[int] = set()
         self.reviewed: set[int] = set()
+        self.records: dict[int, list[Record]] = {}  # stream order id -> its records as last read
+        self.reading: set[int] = set()
+        self._records_shown: int | None = None
         self.relay = ProgressRelay(self)
         self.relay.progress.connect(self._progress)
         self.session.receive_progress.connect(self._progress)
@@ -193,8 +236,8 @@ class PurchasesPage(Page):
         elif not rows:
             self.summary.setText("No purchases yet: buy a product in the market.")
         else:
-            ready = sum(1 for _o, p in rows if p is not None and p.decrypted)
-            self.summary.setText(f"{len(rows)} purchase(s), {ready} downloaded and verified")
+            ready = sum(1 for _o, p in rows if p is not None and p.received)
+            self.summary.setText(f"{len(rows)} purchase(s), {ready} received and verified")
         self._show_selected()
 
     def _data_text(self, order: OrderRecord) -> str:
@@ -202,6 +245,16 @@ class PurchasesPage(Page):
         purchase = self.snapshot.purchases.get(order.order_id) if self.snapshot else None
         if purchase is not None and purchase.decrypted:
             return "downloaded, verified and decrypted"
+        if purchase is not None and purchase.is_stream:
+            read = self.records.get(order.order_id)
+            if order.order_id in self.reading:
+                return "stream: reading the records…"
+            if read is not None:
+                return f"stream: {len(read)} record{'s' if len(read) != 1 else ''} read"
+            if purchase.received:
+                return "stream: key received, records ready to read"
+            reason = receive_refusal(order.state)
+            return "stream: ready to read" if reason is None else f"stream: {reason}"
         live = self.progress.get(order.order_id)
         if live is not None and (order.order_id in self.downloading or live[1] < live[2]):
             phase, done, total = live
@@ -231,8 +284,20 @@ class PurchasesPage(Page):
 
     def _show_selected(self) -> None:
         chosen, snapshot = self.selected(), self.snapshot
-        controls = (self.download_button, self.open_file_button, self.open_folder_button, self.confirm_button,
-                    self.dispute_button, self.rate_button)  # fmt: skip
+        controls = (self.download_button, self.open_file_button, self.open_folder_button, self.records_button,
+                    self.confirm_button, self.dispute_button, self.rate_button)  # fmt: skip
+        stream = chosen is not None and chosen[1] is not None and chosen[1].is_stream
+        for button in (self.download_button, self.open_file_button, self.open_folder_button):
+            button.setVisible(not stream)
+        self.records_button.setVisible(stream)
+        self.records_box.setVisible(stream)
+        self.progress_bar.setVisible(not stream)
+        progress_label = self.form.labelForField(self.progress_bar)
+        path_label = self.form.labelForField(self.path_label)
+        if progress_label is not None:
+            progress_label.setVisible(not stream)
+        if isinstance(path_label, QLabel):
+            path_label.setText("Channel" if stream else "File")
         if chosen is None or snapshot is None:
             for label in (self.title_label, self.state_label, self.data_label, self.verified_label, self.path_label):
                 label.setText("—")
@@ -247,6 +312,11 @@ class PurchasesPage(Page):
         self.title_label.setText(f"{snapshot.title(order)} — {order.market_hash}")
         self.state_label.setText(f"{oid}: {state_text(order.state)}")
         self.data_label.setText(self._data_text(order))
+        if stream:
+            assert purchase is not None
+            self._show_stream(order, purchase)
+            self._show_order_actions(order, snapshot)
+            return
         received = purchase is not None and purchase.decrypted
         live = self.progress.get(oid)
         if received:
@@ -280,6 +350,10 @@ class PurchasesPage(Page):
         missing = None if exists else ("The file is not downloaded yet." if not received else f"{path} is missing.")
         self._enable(self.open_file_button, missing, f"Open {path}")
         self._enable(self.open_folder_button, missing, f"Open {Path(path).parent}" if path else "")
+        self._show_order_actions(order, snapshot)
+
+    def _show_order_actions(self, order: OrderRecord, snapshot: Snapshot) -> None:
+        oid = order.order_id
         for key, button in (("confirm", self.confirm_button), ("dispute", self.dispute_button)):
             spec = next(s for s in ACTIONS if s.key == key)
             self._enable(button, action_refusal(spec, order, snapshot), f"{spec.label.rstrip('…')} (order {oid})")
@@ -288,6 +362,54 @@ class PurchasesPage(Page):
             reason = "you reviewed this purchase"
         self._enable(self.rate_button, reason[:1].upper() + reason[1:] + "." if reason else None,
                      "Post the rating and comment on the market")  # fmt: skip
+
+    def _show_stream(self, order: OrderRecord, purchase: PurchaseRecord) -> None:
+        oid = order.order_id
+        try:
+            locator = StreamLocator.from_json(purchase.stream_locator)
+            where = f"channel {locator.channel} on proxy {locator.endpoint.proxy}"
+        except WireError:
+            where = "—"
+        self.path_label.setText(where)
+        self.verified_label.setText("each record is checked as it is read (sealed under the channel's key, in "
+                                    f"order, none missing); the channel is the order's data hash {order.data_hash}")
+        if oid in self.reading:
+            why: str | None = "Reading the records…"
+        else:
+            refusal = receive_refusal(order.state)
+            why = refusal[:1].upper() + refusal[1:] + "." if refusal and not purchase.received else None
+        self._enable(self.records_button, why, f"Read the records of order {oid} available so far")
+        if self._records_shown != oid:
+            self._records_shown = oid
+            read = self.records.get(oid)
+            self.records_view.setPlainText("\n".join(record_text(r) for r in read) if read is not None else "")
+        read = self.records.get(oid)
+        self.records_count.setText("Reading…" if oid in self.reading else
+                                   "Not read yet." if read is None else
+                                   f"{len(read)} record{'s' if len(read) != 1 else ''}")  # fmt: skip
+
+    def show_records(self) -> None:
+        opened, chosen = self.session.wallet, self.selected()
+        if opened is None or chosen is None or chosen[0].order_id in self.reading:
+            return
+        oid = chosen[0].order_id
+        self.reading.add(oid)
+        self._show_selected()
+
+        def done(records: list[Record]) -> None:
+            self.reading.discard(oid)
+            self.records[oid] = records
+            if self._records_shown == oid:
+                self._records_shown = None  # show the new records
+            self.feed.refresh()  # the first read is the delivery
+            self._render()
+
+        def failed(exc: BaseException) -> None:
+            self.reading.discard(oid)
+            self.ui.banner.error(f"Reading the records of order {oid} failed: {exc}")
+            self._render()
+
+        self.run(read_records, opened, oid, done=done, error=failed)
 
     @staticmethod
     def _enable(button: QPushButton, reason: str | None, tip: str) -> None:
