@@ -17,6 +17,9 @@ from eth_account.signers.local import LocalAccount
 from cpchain.crypto.signing import sign_product
 from cpchain.types import ProductDescription
 
+COVER_MAX_BYTES = 2_000_000
+"""The most cover image bytes `MarketClient.cover` reads (the market's default upload limit)."""
+
 
 class MarketError(Exception):
     """The market refused a request or could not be reached; `status` is the HTTP status (0: no reply)."""
@@ -96,3 +99,24 @@ class MarketClient:
 
     def search(self, **params: Any) -> dict[str, Any]:
         return dict(self.get("/product/v1/search/", params={k: v for k, v in params.items() if v not in (None, "")}))
+
+    def cover(self, market_hash: str, *, max_bytes: int = COVER_MAX_BYTES) -> bytes | None:
+        """A listing's cover image bytes; None when it has none, or the reply is not an image or
+        is larger than `max_bytes` (read no further than that). MarketError if the market is unreachable."""
+        url = f"{self.base_url}/product/v1/products/{market_hash}/cover/"
+        try:
+            with self.session.get(url, timeout=self.timeout, stream=True) as reply:
+                kind = reply.headers.get("Content-Type", "").split(";")[0].strip().lower()
+                if reply.status_code != 200 or not kind.startswith("image/"):
+                    return None
+                declared = reply.headers.get("Content-Length", "")
+                if declared.isdigit() and int(declared) > max_bytes:
+                    return None
+                data = bytearray()
+                for chunk in reply.iter_content(65536):
+                    data += chunk
+                    if len(data) > max_bytes:
+                        return None
+                return bytes(data) or None
+        except requests.RequestException as exc:
+            raise MarketError(f"market at {self.base_url} unreachable: {type(exc).__name__}") from None

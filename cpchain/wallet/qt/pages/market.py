@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import math
+import threading
+from collections import OrderedDict
 from typing import Any
 
+from PyQt5.QtCore import QSize, Qt
+from PyQt5.QtGui import QImage, QPixmap
 from PyQt5.QtWidgets import (
     QAbstractItemView,
     QComboBox,
@@ -18,12 +22,13 @@ from PyQt5.QtWidgets import (
     QVBoxLayout,
 )
 
+from cpchain.market.client import MarketClient
 from cpchain.wallet.errors import BadInput
 from cpchain.wallet.funds import parse_amount
 from cpchain.wallet.qt.pages import Page
 from cpchain.wallet.qt.widgets import columns, cpc, heading, hide_row_numbers, rating_text, short
 
-__all__ = ["CATEGORIES", "PAGE_SIZE", "SORTS", "MarketPage"]
+__all__ = ["CATEGORIES", "PAGE_SIZE", "SORTS", "THUMBNAIL", "CoverCache", "MarketPage", "cover_pixmap"]
 
 PAGE_SIZE = 20
 CATEGORIES = [
@@ -34,7 +39,68 @@ SORTS = [
     ("Best match", "relevance"), ("Newest", "newest"), ("Price: low to high", "price"),
     ("Price: high to low", "-price"), ("Best selling", "sales"), ("Best rated", "rating"),
 ]  # fmt: skip
+THUMBNAIL = 64
+COVER_BYTES = 2_000_000  # one cover at most
+CACHE_BYTES = 16_000_000  # all cached covers together
 COLUMNS = ["Title", "Category", "Type", "Price", "Seller", "Sales", "Rating", "Listed"]
+
+
+class CoverCache:
+    """Cover image bytes by market hash, fetched on the worker: the least recently used are
+    dropped past `limit` bytes; a cover that could not be had (none, not an image, too big)
+    is remembered as None. Thread-safe (filled on pool threads, read on the GUI thread)."""
+
+    def __init__(self, limit: int = CACHE_BYTES, max_bytes: int = COVER_BYTES) -> None:
+        self.limit = limit
+        self.max_bytes = max_bytes
+        self._items: OrderedDict[str, bytes | None] = OrderedDict()
+        self._size = 0
+        self._lock = threading.Lock()
+
+    def __contains__(self, market_hash: str) -> bool:
+        with self._lock:
+            return market_hash in self._items
+
+    def get(self, market_hash: str) -> bytes | None:
+        with self._lock:
+            if market_hash in self._items:
+                self._items.move_to_end(market_hash)
+            return self._items.get(market_hash)
+
+    def put(self, market_hash: str, data: bytes | None) -> None:
+        with self._lock:
+            old = self._items.pop(market_hash, None)
+            self._size -= len(old or b"")
+            if data is not None and len(data) > self.limit:
+                data = None
+            self._items[market_hash] = data
+            self._size += len(data or b"")
+            while self._size > self.limit:
+                _, dropped = self._items.popitem(last=False)
+                self._size -= len(dropped or b"")
+
+    def fetch(self, market: MarketClient, market_hash: str) -> bytes | None:
+        """The cover's bytes, from the cache or the market (call on the worker); None: no image."""
+        if market_hash in self:
+            return self.get(market_hash)
+        data = market.cover(market_hash, max_bytes=self.max_bytes)
+        if data is not None and QImage.fromData(data).isNull():
+            data = None  # not an image Qt can show
+        self.put(market_hash, data)
+        return data
+
+
+def cover_pixmap(data: bytes | None, width: int, height: int) -> QPixmap | None:
+    """The image scaled down (aspect kept) to fit width x height; None when there is none (GUI thread)."""
+    if not data:
+        return None
+    pixmap = QPixmap()
+    if not pixmap.loadFromData(data) or pixmap.isNull():
+        return None
+    if pixmap.width() > width or pixmap.height() > height:
+        pixmap = pixmap.scaled(width, height, Qt.AspectRatioMode.KeepAspectRatio,
+                               Qt.TransformationMode.SmoothTransformation)  # fmt: skip
+    return pixmap
 
 
 class MarketPage(Page):
@@ -95,6 +161,7 @@ class MarketPage(Page):
         hide_row_numbers(self.table)
         columns(self.table).setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         columns(self.table).setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        self.table.setIconSize(QSize(THUMBNAIL, THUMBNAIL))
         self.table.cellActivated.connect(self._open_row)
         self.table.cellDoubleClicked.connect(self._open_row)
         layout.addWidget(self.table, 1)
@@ -121,6 +188,7 @@ class MarketPage(Page):
         self.count = 0
         self.results: list[dict[str, Any]] = []
         self._searched = False
+        self.covers = CoverCache()
         self._update_pager(0)
 
     def activate(self) -> None:
@@ -179,6 +247,31 @@ class MarketPage(Page):
                     item.setToolTip(p["seller"])
                 self.table.setItem(row, col, item)
         self._update_pager(int(reply.get("count", 0)))
+        opened = self.session.wallet
+        for p in self.results:
+            if p.get("cover_url") and opened is not None:
+                self._fetch_cover(opened.ctx.market, str(p["market_hash"]))
+
+    def _fetch_cover(self, market: MarketClient, market_hash: str) -> None:
+        self.run(self.covers.fetch, market, market_hash,
+                 done=lambda data: self._show_cover(market_hash, data), error=lambda _exc: None)  # fmt: skip
+
+    def _show_cover(self, market_hash: str, data: bytes | None) -> None:
+        """Put a fetched cover on the rows (still) showing that product; no cover, no image."""
+        pixmap = cover_pixmap(data, THUMBNAIL, THUMBNAIL)
+        if pixmap is None:
+            return
+        for row, p in enumerate(self.results):
+            item = self.table.item(row, 0)
+            if p.get("market_hash") == market_hash and item is not None:
+                item.setData(Qt.ItemDataRole.DecorationRole, pixmap)
+                self.table.resizeRowToContents(row)
+
+    def cover(self, row: int) -> QPixmap | None:
+        """The thumbnail shown on a result row, if any."""
+        item = self.table.item(row, 0)
+        value = item.data(Qt.ItemDataRole.DecorationRole) if item is not None else None
+        return value if isinstance(value, QPixmap) and not value.isNull() else None
 
     def _update_pager(self, count: int) -> None:
         self.count = count

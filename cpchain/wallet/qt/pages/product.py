@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from PyQt5.QtCore import Qt
+from PyQt5.QtGui import QPixmap
 from PyQt5.QtWidgets import (
     QComboBox,
     QFormLayout,
@@ -26,11 +27,15 @@ from cpchain.wallet.buyer import Listing
 from cpchain.wallet.db import OrderRecord
 from cpchain.wallet.errors import translated
 from cpchain.wallet.qt.pages import Page
+from cpchain.wallet.qt.pages.market import CoverCache, cover_pixmap
 from cpchain.wallet.qt.session import Opened
 from cpchain.wallet.qt.widgets import cpc, heading, rating_text, short, when
 from cpchain.wallet.rules import default_fee, stream_proxy
 
-__all__ = ["STATE_TEXT", "ProductPage", "ProductView"]
+__all__ = ["COVER_WIDTH", "STATE_TEXT", "ProductPage", "ProductView"]
+
+COVER_WIDTH = 240
+COVER_HEIGHT = 240
 
 STATE_TEXT = {
     OrderState.CREATED: "placed: waiting for the seller to accept",
@@ -79,6 +84,9 @@ class ProductPage(Page):
 
         self.details = QWidget()
         form = QFormLayout(self.details)
+        self.cover_label = QLabel()
+        self.cover_label.hide()
+        form.addRow(self.cover_label)
         self.fields: dict[str, QLabel] = {}
         rows = (("price", "Price"), ("seller", "Seller"), ("category", "Category"), ("ptype", "Type"),
                 ("size", "Size"), ("tags", "Tags"), ("created", "Listed"), ("sales", "Sales"), ("rating", "Rating"),
@@ -153,6 +161,7 @@ class ProductPage(Page):
         self.market_hash = market_hash
         self.view = None
         self.title_label.setText("Loading…")
+        self._clear_cover()
         self.review_box.hide()
         self.details.hide()
         self._update_buy()
@@ -205,6 +214,12 @@ class ProductPage(Page):
         f["market_hash"].setText(product.market_hash())
         self.description.setText(product.description or "—")
         self.details.show()
+        opened = self.session.wallet
+        if info.get("cover_url") and opened is not None:
+            self.run(self._covers().fetch, opened.ctx.market, market_hash,
+                     done=lambda data: self._show_cover(market_hash, data), error=lambda _exc: None)  # fmt: skip
+        else:
+            self._clear_cover()
 
         self.reviews_list.clear()
         for r in view.reviews:
@@ -220,6 +235,35 @@ class ProductPage(Page):
         if not view.orders:
             self.orders_list.addItem("None.")
         self._show_proxies(self._all_standings)
+
+    def _covers(self) -> CoverCache:
+        """The market page's cover cache (one per window), or this page's own."""
+        market = getattr(self.ui, "market", None)
+        covers = getattr(market, "covers", None)
+        if isinstance(covers, CoverCache):
+            return covers
+        if not hasattr(self, "_own_covers"):
+            self._own_covers = CoverCache()
+        return self._own_covers
+
+    def _clear_cover(self) -> None:
+        self.cover_label.clear()
+        self.cover_label.hide()
+
+    def _show_cover(self, market_hash: str, data: bytes | None) -> None:
+        if market_hash != self.market_hash:
+            return
+        pixmap = cover_pixmap(data, COVER_WIDTH, COVER_HEIGHT)
+        if pixmap is None:
+            self._clear_cover()
+            return
+        self.cover_label.setPixmap(pixmap)
+        self.cover_label.show()
+
+    def cover(self) -> QPixmap | None:
+        """The cover shown, if any."""
+        pixmap = self.cover_label.pixmap()
+        return pixmap if pixmap is not None and not pixmap.isNull() and self.cover_label.isVisibleTo(self) else None
 
     def _show_proxies(self, standings: list[ProxyStanding]) -> None:
         self._all_standings = standings
