@@ -10,7 +10,16 @@ from typing import ClassVar
 import segno
 from PyQt5.QtCore import Qt, pyqtSignal
 from PyQt5.QtGui import QPixmap
-from PyQt5.QtWidgets import QFrame, QHBoxLayout, QHeaderView, QLabel, QPushButton, QTableWidget, QWidget
+from PyQt5.QtWidgets import (
+    QAbstractItemView,
+    QFrame,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QPushButton,
+    QTableWidget,
+    QWidget,
+)
 
 from cpchain.wallet.funds import format_amount
 
@@ -112,3 +121,20 @@ def hide_row_numbers(table: QTableWidget) -> None:
     header = table.verticalHeader()
     assert header is not None
     header.hide()
+
+
+def read_only_table(headers: list[str], stretch: int | None = None) -> QTableWidget:
+    """A table of records the user selects one row of but never edits; column `stretch` takes
+    the spare width (None: the last one), the others fit their contents."""
+    table = QTableWidget(0, len(headers))
+    table.setHorizontalHeaderLabels(headers)
+    table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+    table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+    table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+    hide_row_numbers(table)
+    columns(table).setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+    if stretch is None:
+        columns(table).setStretchLastSection(True)
+    else:
+        columns(table).setSectionResizeMode(stretch, QHeaderView.ResizeMode.Stretch)
+    return table

@@ -9,15 +9,12 @@ from typing import Any
 
 from PyQt5.QtCore import Qt
 from PyQt5.QtWidgets import (
-    QAbstractItemView,
     QGridLayout,
     QGroupBox,
     QHBoxLayout,
-    QHeaderView,
     QLabel,
     QListWidget,
     QPushButton,
-    QTableWidget,
     QTableWidgetItem,
     QVBoxLayout,
 )
@@ -27,7 +24,7 @@ from cpchain.wallet.errors import translated
 from cpchain.wallet.qt.pages import Page
 from cpchain.wallet.qt.pages.product import state_text
 from cpchain.wallet.qt.session import Opened
-from cpchain.wallet.qt.widgets import columns, cpc, heading, hide_row_numbers, short, when
+from cpchain.wallet.qt.widgets import cpc, heading, read_only_table, short, when
 from cpchain.wallet.rules import ROLE_BUYER, ROLE_SELLER
 
 __all__ = ["HomePage", "Overview", "Showcase"]
@@ -114,14 +111,7 @@ class HomePage(Page):
 
         newest = QGroupBox("Newest on the market")
         nl = QVBoxLayout(newest)
-        self.products = QTableWidget(0, len(PRODUCT_COLUMNS))
-        self.products.setHorizontalHeaderLabels(PRODUCT_COLUMNS)
-        self.products.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-        self.products.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-        self.products.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
-        hide_row_numbers(self.products)
-        columns(self.products).setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-        columns(self.products).setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        self.products = read_only_table(PRODUCT_COLUMNS, stretch=0)
         self.products.cellDoubleClicked.connect(self._open_row)
         self.products.cellActivated.connect(self._open_row)
         nl.addWidget(self.products)

@@ -10,14 +10,11 @@ from typing import Any
 from PyQt5.QtCore import QSize, Qt
 from PyQt5.QtGui import QImage, QPixmap
 from PyQt5.QtWidgets import (
-    QAbstractItemView,
     QComboBox,
     QHBoxLayout,
-    QHeaderView,
     QLabel,
     QLineEdit,
     QPushButton,
-    QTableWidget,
     QTableWidgetItem,
     QVBoxLayout,
 )
@@ -26,7 +23,7 @@ from cpchain.market.client import MarketClient
 from cpchain.wallet.errors import BadInput
 from cpchain.wallet.funds import parse_amount
 from cpchain.wallet.qt.pages import Page
-from cpchain.wallet.qt.widgets import columns, cpc, heading, hide_row_numbers, rating_text, short
+from cpchain.wallet.qt.widgets import cpc, heading, rating_text, read_only_table, short
 
 __all__ = ["CATEGORIES", "PAGE_SIZE", "SORTS", "THUMBNAIL", "CoverCache", "MarketPage", "cover_pixmap"]
 
@@ -153,14 +150,7 @@ class MarketPage(Page):
         filters.addStretch(1)
         layout.addLayout(filters)
 
-        self.table = QTableWidget(0, len(COLUMNS))
-        self.table.setHorizontalHeaderLabels(COLUMNS)
-        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-        self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
-        hide_row_numbers(self.table)
-        columns(self.table).setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-        columns(self.table).setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        self.table = read_only_table(COLUMNS, stretch=0)
         self.table.setIconSize(QSize(THUMBNAIL, THUMBNAIL))
         self.table.cellActivated.connect(self._open_row)
         self.table.cellDoubleClicked.connect(self._open_row)

@@ -14,7 +14,6 @@ from typing import Any
 
 from PyQt5.QtCore import Qt
 from PyQt5.QtWidgets import (
-    QAbstractItemView,
     QComboBox,
     QFileDialog,
     QFormLayout,
@@ -26,7 +25,6 @@ from PyQt5.QtWidgets import (
     QMessageBox,
     QPlainTextEdit,
     QPushButton,
-    QTableWidget,
     QTableWidgetItem,
     QVBoxLayout,
 )
@@ -42,7 +40,7 @@ from cpchain.wallet.qt.pages import Page
 from cpchain.wallet.qt.pages.market import CATEGORIES
 from cpchain.wallet.qt.pages.publish import IMAGE_FILTER, _bytes, parse_tags
 from cpchain.wallet.qt.session import Opened
-from cpchain.wallet.qt.widgets import columns, cpc, heading, hide_row_numbers, when
+from cpchain.wallet.qt.widgets import columns, cpc, heading, read_only_table, when
 
 __all__ = ["MyData", "MyDataPage", "Row", "channel_state"]
 
@@ -118,7 +116,7 @@ class MyDataPage(Page):
 
         layout.addWidget(QLabel("<b>Listings</b> (hidden ones are out of the market's lists; orders on them stay "
                                 "valid)"))  # fmt: skip
-        self.table = _table(LISTING_COLUMNS)
+        self.table = read_only_table(LISTING_COLUMNS, stretch=0)
         self.table.itemSelectionChanged.connect(self._selected)
         self.table.cellDoubleClicked.connect(lambda row, _c: self.open_listing())
         layout.addWidget(self.table, 3)
@@ -188,7 +186,7 @@ class MyDataPage(Page):
         layout.addWidget(self.channel_box)
 
         layout.addWidget(QLabel("<b>Encrypted uploads</b> (the data behind the listings; keys stay in this wallet)"))
-        self.uploads_table = _table(UPLOAD_COLUMNS)
+        self.uploads_table = read_only_table(UPLOAD_COLUMNS, stretch=0)
         columns(self.uploads_table).setSectionResizeMode(0, QHeaderView.ResizeMode.ResizeToContents)
         columns(self.uploads_table).setSectionResizeMode(len(UPLOAD_COLUMNS) - 1, QHeaderView.ResizeMode.Stretch)
         self.uploads_table.setTextElideMode(Qt.TextElideMode.ElideLeft)
@@ -481,18 +479,6 @@ class MyDataPage(Page):
     def _confirm(self, question: str) -> bool:
         answer = QMessageBox.question(self, "PDash wallet", question)
         return bool(answer == QMessageBox.StandardButton.Yes)
-
-
-def _table(headers: list[str]) -> QTableWidget:
-    table = QTableWidget(0, len(headers))
-    table.setHorizontalHeaderLabels(headers)
-    table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-    table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-    table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
-    hide_row_numbers(table)
-    columns(table).setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-    columns(table).setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
-    return table
 
 
 def _channel_text(upload: UploadRecord) -> str:

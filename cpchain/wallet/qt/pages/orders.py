@@ -16,15 +16,12 @@ from typing import Any
 
 from PyQt5.QtCore import Qt, QTimer
 from PyQt5.QtWidgets import (
-    QAbstractItemView,
     QComboBox,
     QFormLayout,
     QGroupBox,
     QHBoxLayout,
-    QHeaderView,
     QLabel,
     QPushButton,
-    QTableWidget,
     QTableWidgetItem,
     QVBoxLayout,
     QWidget,
@@ -37,7 +34,7 @@ from cpchain.wallet.qt.notifications import Snapshot, countdown
 from cpchain.wallet.qt.pages import Page
 from cpchain.wallet.qt.pages.product import state_text
 from cpchain.wallet.qt.session import Opened
-from cpchain.wallet.qt.widgets import columns, cpc, heading, hide_row_numbers, short, when
+from cpchain.wallet.qt.widgets import cpc, heading, read_only_table, short, when
 from cpchain.wallet.rules import ROLE_BUYER, ROLE_SELLER
 
 __all__ = ["ACTIONS", "COLUMNS", "ConfirmBar", "OrderAction", "OrdersPage", "action_refusal"]
@@ -172,14 +169,7 @@ class OrdersPage(Page):
         top.addWidget(self.refresh_button)
         layout.addLayout(top)
 
-        self.table = QTableWidget(0, len(COLUMNS))
-        self.table.setHorizontalHeaderLabels(COLUMNS)
-        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-        self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
-        hide_row_numbers(self.table)
-        columns(self.table).setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-        columns(self.table).setStretchLastSection(True)
+        self.table = read_only_table(COLUMNS)
         self.table.itemSelectionChanged.connect(self._selection_changed)
         layout.addWidget(self.table, 1)
         self.summary = QLabel()

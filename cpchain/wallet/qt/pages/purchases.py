@@ -20,18 +20,15 @@ from typing import Any
 from PyQt5.QtCore import Qt, QUrl
 from PyQt5.QtGui import QDesktopServices
 from PyQt5.QtWidgets import (
-    QAbstractItemView,
     QComboBox,
     QFormLayout,
     QGroupBox,
     QHBoxLayout,
-    QHeaderView,
     QLabel,
     QLineEdit,
     QPlainTextEdit,
     QProgressBar,
     QPushButton,
-    QTableWidget,
     QTableWidgetItem,
     QVBoxLayout,
     QWidget,
@@ -46,7 +43,7 @@ from cpchain.wallet.qt.pages.orders import ACTIONS, ConfirmBar, action_refusal
 from cpchain.wallet.qt.pages.product import state_text
 from cpchain.wallet.qt.progress import ProgressRelay
 from cpchain.wallet.qt.session import Opened
-from cpchain.wallet.qt.widgets import columns, cpc, heading, hide_row_numbers
+from cpchain.wallet.qt.widgets import cpc, heading, read_only_table
 from cpchain.wallet.rules import ROLE_BUYER, rate_refusal, receive_refusal
 
 __all__ = ["COLUMNS", "IDLE_SECONDS", "PurchasesPage", "open_url", "read_records", "record_text"]
@@ -96,14 +93,7 @@ class PurchasesPage(Page):
         top.addWidget(self.refresh_button)
         layout.addLayout(top)
 
-        self.table = QTableWidget(0, len(COLUMNS))
-        self.table.setHorizontalHeaderLabels(COLUMNS)
-        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-        self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
-        hide_row_numbers(self.table)
-        columns(self.table).setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-        columns(self.table).setStretchLastSection(True)
+        self.table = read_only_table(COLUMNS)
         self.table.itemSelectionChanged.connect(self._selection_changed)
         layout.addWidget(self.table, 1)
         self.summary = QLabel()

@@ -7,17 +7,14 @@ from typing import Any
 
 from PyQt5.QtCore import Qt
 from PyQt5.QtWidgets import (
-    QAbstractItemView,
     QApplication,
     QFormLayout,
     QGridLayout,
     QGroupBox,
     QHBoxLayout,
-    QHeaderView,
     QLabel,
     QLineEdit,
     QPushButton,
-    QTableWidget,
     QTableWidgetItem,
     QVBoxLayout,
     QWidget,
@@ -25,7 +22,7 @@ from PyQt5.QtWidgets import (
 
 from cpchain.wallet.funds import Transfer, TransferQuote
 from cpchain.wallet.qt.pages import Page
-from cpchain.wallet.qt.widgets import columns, cpc, heading, hide_row_numbers, qr_pixmap, short, when
+from cpchain.wallet.qt.widgets import cpc, heading, qr_pixmap, read_only_table, short, when
 
 __all__ = ["WalletPage"]
 
@@ -112,13 +109,7 @@ class WalletPage(Page):
 
         # -- history
         layout.addWidget(QLabel("<b>Transactions</b> (this account's, newest first)"))
-        self.history = QTableWidget(0, len(HISTORY_COLUMNS))
-        self.history.setHorizontalHeaderLabels(HISTORY_COLUMNS)
-        self.history.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-        self.history.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-        hide_row_numbers(self.history)
-        columns(self.history).setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-        columns(self.history).setStretchLastSection(True)
+        self.history = read_only_table(HISTORY_COLUMNS)
         self.history_label = QLabel()
         layout.addWidget(self.history, 1)
         layout.addWidget(self.history_label)
