@@ -6,12 +6,24 @@ from eth_utils.address import is_hex_address, to_checksum_address
 from rest_framework import serializers
 
 from cpchain.market.account.models import WalletUser
+from cpchain.market.api import ApiError
 
 
 def checksum_address(value: Any) -> str:
     if not isinstance(value, str) or not value.startswith("0x") or not is_hex_address(value):
         raise serializers.ValidationError("must be a 0x-prefixed 20-byte hex address")
     return str(to_checksum_address(value))
+
+
+def address_or_error(value: Any, message: str, *, not_found: bool = False) -> str:
+    """`checksum_address` for a view: a malformed address is the API's one-line error
+    (404 where the address names the resource asked for)."""
+    try:
+        return checksum_address(value)
+    except serializers.ValidationError:
+        if not_found:
+            raise ApiError(message, code="not_found", status_code=404) from None
+        raise ApiError(message) from None
 
 
 class AddressField(serializers.CharField):

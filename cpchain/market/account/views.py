@@ -27,7 +27,7 @@ from cpchain.market.account.serializers import (
     ProfileSerializer,
     PublicUserSerializer,
     TokenReply,
-    checksum_address,
+    address_or_error,
 )
 from cpchain.market.api import ApiError, IsWalletUser, token_digest
 
@@ -125,9 +125,6 @@ class ProfileView(APIView):
 class PublicUserView(APIView):
     @extend_schema(responses={200: PublicUserSerializer})
     def get(self, request: Request, address: str) -> Response:
-        try:
-            address = checksum_address(address)
-        except Exception:
-            raise ApiError("not a valid address", code="not_found", status_code=404) from None
+        address = address_or_error(address, "not a valid address", not_found=True)
         user = get_object_or_404(WalletUser, address=address)
         return Response(PublicUserSerializer(user).data)

@@ -30,7 +30,7 @@ from rest_framework.views import APIView
 from cpchain.crypto.errors import CryptoError
 from cpchain.crypto.signing import product_signer
 from cpchain.market.account.models import WalletUser
-from cpchain.market.account.serializers import checksum_address
+from cpchain.market.account.serializers import address_or_error
 from cpchain.market.api import ApiError, IsWalletUser, page_params, page_response
 from cpchain.market.product.models import FollowedSeller, FollowedTag, Product, ProductTag, Visibility
 from cpchain.market.product.serializers import (
@@ -305,10 +305,7 @@ def search_query(request: Request, page: int, size: int) -> SearchQuery:
     ptype = params.get("ptype", "")
     if ptype not in ("", "file", "stream"):
         raise ApiError("ptype must be file or stream")
-    try:
-        sellers = tuple(checksum_address(s) for s in _list_param(request, "seller"))
-    except Exception:
-        raise ApiError("seller must be 0x-prefixed addresses") from None
+    sellers = tuple(address_or_error(s, "seller must be 0x-prefixed addresses") for s in _list_param(request, "seller"))
     min_price, max_price = _decimal(request, "min_price"), _decimal(request, "max_price")
     if min_price is not None and max_price is not None and min_price > max_price:
         raise ApiError("min_price is above max_price")
@@ -443,15 +440,20 @@ class YouMayLikeView(APIView):
         return queryset_page(request, qs.order_by("-sales", "-rating_avg", "-created", "-id"))
 
 
+def _followed_page(request: Request, follows: QuerySet[Any], key: str, field: str) -> Response:
+    """One page of the caller's follows (tags or sellers), newest first, as {key: value, created}."""
+    page, size = page_params(request)
+    qs = follows.filter(user=request.user).order_by("-created", "-id")
+    rows = [{key: getattr(row, field), "created": row.created} for row in qs[(page - 1) * size : page * size]]
+    return page_response(request, qs.count(), rows, page, size)
+
+
 class FollowedTagsView(APIView):
     permission_classes = [IsWalletUser]
 
     @extend_schema(parameters=[OpenApiParameter("page", int)])
     def get(self, request: Request) -> Response:
-        page, size = page_params(request)
-        qs = FollowedTag.objects.filter(user=request.user).order_by("-created", "-id")
-        rows = [{"tag": t.tag, "created": t.created} for t in qs[(page - 1) * size : page * size]]
-        return page_response(request, qs.count(), rows, page, size)
+        return _followed_page(request, FollowedTag.objects.all(), "tag", "tag")
 
     @extend_schema(request=TagRequest)
     def post(self, request: Request) -> Response:
@@ -490,19 +492,13 @@ class FollowedSellersView(APIView):
 
     @extend_schema(parameters=[OpenApiParameter("page", int)])
     def get(self, request: Request) -> Response:
-        page, size = page_params(request)
-        qs = FollowedSeller.objects.filter(user=request.user).order_by("-created", "-id")
-        rows = [{"seller": s.seller_address, "created": s.created} for s in qs[(page - 1) * size : page * size]]
-        return page_response(request, qs.count(), rows, page, size)
+        return _followed_page(request, FollowedSeller.objects.all(), "seller", "seller_address")
 
     @extend_schema(request=SellerRequest)
     def post(self, request: Request) -> Response:
         body = SellerRequest(data=request.data)
         body.is_valid(raise_exception=True)
-        try:
-            seller = checksum_address(body.validated_data["seller"])
-        except Exception:
-            raise ApiError("seller must be a 0x-prefixed address") from None
+        seller = address_or_error(body.validated_data["seller"], "seller must be a 0x-prefixed address")
         if seller == request.user.address:
             raise ApiError("you cannot follow yourself")
         row, created = FollowedSeller.objects.get_or_create(user=request.user, seller_address=seller)
@@ -514,10 +510,7 @@ class FollowedSellerDetailView(APIView):
 
     @extend_schema(responses={204: None})
     def delete(self, request: Request, seller: str) -> Response:
-        try:
-            address = checksum_address(seller)
-        except Exception:
-            raise ApiError("seller must be a 0x-prefixed address", code="not_found", status_code=404) from None
+        address = address_or_error(seller, "seller must be a 0x-prefixed address", not_found=True)
         deleted, _ = FollowedSeller.objects.filter(user=request.user, seller_address=address).delete()
         if not deleted:
             raise ApiError("you do not follow this seller", code="not_found", status_code=404)

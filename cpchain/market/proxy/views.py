@@ -22,7 +22,7 @@ from cpchain.chain.errors import ChainError
 from cpchain.chain.escrow import Deployment
 from cpchain.crypto.errors import CryptoError
 from cpchain.crypto.signing import verify_payload
-from cpchain.market.account.serializers import checksum_address
+from cpchain.market.account.serializers import address_or_error
 from cpchain.market.api import ApiError, page_params, page_response
 from cpchain.market.proxy.models import ProxyNode, UsedNonce
 
@@ -141,8 +141,5 @@ class ProxyListView(APIView):
 class ProxyDetailView(APIView):
     @extend_schema(responses={200: ProxyOut})
     def get(self, request: Request, address: str) -> Response:
-        try:
-            address = checksum_address(address)
-        except Exception:
-            raise ApiError("not a valid address", code="not_found", status_code=404) from None
+        address = address_or_error(address, "not a valid address", not_found=True)
         return Response(proxy_json(get_object_or_404(ProxyNode.objects.exclude(host=""), address=address)))
