@@ -412,3 +412,13 @@ def test_every_error_is_one_line_and_leaves_the_wallet_consistent(services: Serv
 
     # The stream commands are still served, with their own errors.
     assert cli(buyer, "stream", "--help").code == 0
+
+
+def test_a_market_hash_beginning_with_a_dash_is_an_argument_not_an_option() -> None:
+    from cpchain.wallet.cli import build_parser
+
+    # URL-safe base64 starts with "-" one time in 64; "-h…" and "-v…" would otherwise read as flags
+    for word in ("-" + "a" * 42, "-h" + "Q_" * 20 + "x", "-v" + "-" * 41):
+        args = build_parser().parse_args(["show", word, "--json"])
+        assert args.market_hash == word and args.json
+        assert build_parser().parse_args(["buy", word]).market_hash == word

@@ -15,6 +15,7 @@ import getpass
 import json
 import logging
 import os
+import re
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -58,8 +59,19 @@ class CliError(Exception):
     """A failure the command line itself detects (bad input, no password...); one line."""
 
 
+# A market hash is 43 characters of URL-safe base64 and may begin with "-" (1 in 64); no
+# option of pdash has that shape, so such a word is always an argument, never an option.
+_MARKET_HASH_WORD = re.compile(r"-[A-Za-z0-9_-]{42}")
+
+
 class Parser(argparse.ArgumentParser):
-    """argparse whose usage errors are one line on stderr: `pdash: error: ...`, exit 2."""
+    """argparse whose usage errors are one line on stderr: `pdash: error: ...`, exit 2, and
+    that takes a market hash beginning with "-" as the argument it is."""
+
+    def _parse_optional(self, arg_string: str) -> Any:
+        if _MARKET_HASH_WORD.fullmatch(arg_string):
+            return None  # argparse's "a positional argument"
+        return super()._parse_optional(arg_string)
 
     def error(self, message: str) -> NoReturn:
         where = self.prog.removeprefix("pdash").strip()
