@@ -113,6 +113,10 @@ class HashingWriter(_Hashing):
         self.bytes_written += total
         return total
 
+    def tell(self) -> int:
+        """Bytes written through this wrapper, which only ever appends."""
+        return self.bytes_written
+
     def flush(self) -> None:
         """Flush the inner stream if it supports it."""
         flush = getattr(self._inner, "flush", None)

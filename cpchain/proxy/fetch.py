@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cpchain.config import Config
-from cpchain.crypto.hashing import sha256_file
 from cpchain.proxy.settings import ProxySettings
 from cpchain.proxy.store import TradeStore
 from cpchain.storage.base import REGISTRY, Locator, Plugin, PolicyRefused, StorageError
@@ -89,9 +88,11 @@ class Fetcher:
 
         dest.unlink(missing_ok=True)
         try:
-            if not self._from_own_store(locator, dest):
-                self.plugin_for(locator).download(locator, dest, on_progress, limit)
-            got = Fetched(dest.stat().st_size, sha256_file(dest))
+            # The plugin hashes the bytes as it writes them: no second pass over a large file.
+            digest = self._from_own_store(locator, dest)
+            if digest is None:
+                digest = self.plugin_for(locator).download(locator, dest, on_progress, limit)
+            got = Fetched(dest.stat().st_size, digest)
             if expected_size is not None and got.size != expected_size:
                 raise CiphertextMismatch(f"fetched {got.size} bytes, the product says {expected_size}")
             if got.sha256 != expected_sha256:
@@ -102,20 +103,22 @@ class Fetcher:
         os.chmod(dest, 0o400)
         return got
 
-    def _from_own_store(self, locator: Locator, dest: Path) -> bool:
-        """A `proxy` locator naming this proxy's own store is linked locally, without a request."""
+    def _from_own_store(self, locator: Locator, dest: Path) -> str | None:
+        """A `proxy` locator naming this proxy's own store is linked locally, without a request;
+        returns the SHA-256 the upload was stored with (hashed as it arrived), else None."""
         if locator.type != "proxy":
-            return False
+            return None
         self.policy.check_locator(locator)
         where = parse_locator(locator)
         match = STORE_PATH.fullmatch(where.path)
         if where.fingerprint != self.own_fingerprint or match is None:
-            return False
+            return None
         object_id = match.group(1)
         source = self.settings.store_dir / f"{object_id}.bin"
-        if self.store.upload(object_id) is None or not source.is_file():
-            return False
+        upload = self.store.upload(object_id)
+        if upload is None or not source.is_file():
+            return None
         dest.parent.mkdir(parents=True, exist_ok=True)
         os.link(source, dest)
         log.info("fetched %s from this proxy's own store", object_id)
-        return True
+        return upload.sha256

@@ -13,7 +13,9 @@ import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO, ClassVar, Protocol
+from typing import Any, BinaryIO, ClassVar, Protocol, cast
+
+from cpchain.crypto.hashing import HashingWriter
 
 Progress = Callable[[int], None]
 CHUNK = 1024 * 1024
@@ -77,7 +79,9 @@ class Plugin(Protocol):
 
     def download(
         self, locator: Locator, dest: Path, progress: Progress | None = None, max_bytes: int | None = None
-    ) -> None: ...
+    ) -> str:
+        """Fetch into `dest` atomically; return the hex SHA-256 of the bytes written."""
+        ...
 
 
 REGISTRY: dict[str, type[Plugin]] = {}
@@ -120,17 +124,22 @@ def copy_stream(src: BinaryIO, dst: BinaryIO, progress: Progress | None = None, 
     return done
 
 
-def write_atomically(dest: Path, fill: Callable[[BinaryIO], object]) -> None:
+def write_atomically(dest: Path, fill: Callable[[BinaryIO], object]) -> str:
     """Run `fill` on a temporary file beside `dest` and rename it only if `fill` succeeds,
-    so a failed or interrupted transfer never leaves a partial file under the final name."""
+    so a failed or interrupted transfer never leaves a partial file under the final name.
+
+    Returns the hex SHA-256 of the bytes `fill` wrote, hashed on the way to the disk so a
+    caller verifying a download (the proxy's fetch) needs no second pass over the file."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
     try:
         with os.fdopen(fd, "wb") as fh:
-            fill(fh)
+            out = HashingWriter(fh)
+            fill(cast(BinaryIO, out))
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, dest)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    return out.hexdigest()

@@ -160,8 +160,9 @@ def save_response(
     progress: Progress | None = None,
     max_bytes: int | None = None,
     expected_size: int | None = None,
-) -> int:
-    """Stream the body into `dest` atomically; the byte count must match what was announced."""
+) -> str:
+    """Stream the body into `dest` atomically; the byte count must match what was announced.
+    Returns the hex SHA-256 of the body."""
     announced = response.headers.get("Content-Length")
     length = int(announced) if announced is not None and announced.isdigit() else None
     if length is not None and expected_size is not None and length != expected_size:
@@ -184,5 +185,4 @@ def save_response(
         if wanted is not None and done != wanted:
             raise StorageError(f"transfer interrupted: got {done} of {wanted} bytes")
 
-    write_atomically(dest, fill)
-    return done
+    return write_atomically(dest, fill)

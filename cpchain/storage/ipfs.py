@@ -158,7 +158,7 @@ class IpfsStorage:
 
     def download(
         self, locator: Locator, dest: Path, progress: Progress | None = None, max_bytes: int | None = None
-    ) -> None:
+    ) -> str:
         validate(locator)
         if locator.type != self.type_name:
             raise LocatorError(f"a {locator.type} locator given to the {self.type_name} plugin")
@@ -187,4 +187,4 @@ class IpfsStorage:
         if not isinstance(pins, dict) or not pins.get("Keys"):
             raise ObjectMissing(f"the IPFS node at {api} does not hold {cid}")
         with rpc("cat", {"arg": cid}) as reply:
-            save_response(reply, dest, progress=progress, max_bytes=limit, expected_size=size)
+            return save_response(reply, dest, progress=progress, max_bytes=limit, expected_size=size)

@@ -63,7 +63,7 @@ class LocalStorage:
 
     def download(
         self, locator: Locator, dest: Path, progress: Progress | None = None, max_bytes: int | None = None
-    ) -> None:
+    ) -> str:
         source = self.resolve(locator)
         with source.open("rb") as src:
-            write_atomically(dest, lambda dst: copy_stream(src, dst, progress, max_bytes))
+            return write_atomically(dest, lambda dst: copy_stream(src, dst, progress, max_bytes))

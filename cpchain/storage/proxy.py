@@ -159,10 +159,10 @@ class ProxyStorage:
 
     def download(
         self, locator: Locator, dest: Path, progress: Progress | None = None, max_bytes: int | None = None
-    ) -> None:
+    ) -> str:
         where = parse_locator(locator)
         address = self.policy.check_host(where.host)[0] if self.policy is not None else None
-        write_atomically(dest, lambda fh: self._fetch(where, address, fh, progress, max_bytes))
+        return write_atomically(dest, lambda fh: self._fetch(where, address, fh, progress, max_bytes))
 
     def _fetch(
         self, where: StoreURL, address: str | None, fh: BinaryIO, progress: Progress | None, max_bytes: int | None

@@ -228,7 +228,7 @@ class S3Storage:
 
     def download(
         self, locator: Locator, dest: Path, progress: Progress | None = None, max_bytes: int | None = None
-    ) -> None:
+    ) -> str:
         validate(locator)
         if locator.type != self.type_name:
             raise LocatorError(f"a {locator.type} locator given to the {self.type_name} plugin")
@@ -242,7 +242,7 @@ class S3Storage:
         if limit is not None and size > limit:
             raise TransferTooLarge(f"object of {size} bytes exceeds the limit of {limit} bytes")
         if self._is_own(locator):
-            self._download_own(str(locator.params["key"]), dest, progress, limit)
+            return self._download_own(str(locator.params["key"]), dest, progress, limit)
         elif not url:
             raise PolicyRefused(
                 f"s3 locator for bucket {locator.params['bucket']!r} has no presigned URL, "
@@ -254,9 +254,9 @@ class S3Storage:
             with open_checked(
                 "GET", url, self.policy, on_error=_s3_http_error, what="presigned URL", timeout=self.timeout
             ) as reply:
-                save_response(reply, dest, progress=progress, max_bytes=limit, expected_size=size)
+                return save_response(reply, dest, progress=progress, max_bytes=limit, expected_size=size)
 
-    def _download_own(self, key: str, dest: Path, progress: Progress | None, limit: int | None) -> None:
+    def _download_own(self, key: str, dest: Path, progress: Progress | None, limit: int | None) -> str:
         settings, client = self._own()
         reply = self._call(settings, key, lambda: client.get_object(Bucket=settings.bucket, Key=key))
         body = reply["Body"]
@@ -268,7 +268,7 @@ class S3Storage:
             def fill(fh: BinaryIO) -> None:
                 self._call(settings, key, lambda: copy_stream(body, fh, progress, limit))
 
-            write_atomically(dest, fill)
+            return write_atomically(dest, fill)
         finally:
             body.close()
 

@@ -53,8 +53,8 @@ def test_an_interrupted_download_resumes(
 
     out = tmp_path / "copy.bin"
     with caplog.at_level("INFO", logger="cpchain.storage.proxy"):
-        ProxyStorage(policy=LOOPBACK, retries=5).download(locator, out, progress=progress)
-    assert restarted and sha256_file(out) == sha256_file(source)
+        digest = ProxyStorage(policy=LOOPBACK, retries=5).download(locator, out, progress=progress)
+    assert restarted and sha256_file(out) == sha256_file(source) == digest
     assert "resuming at byte" in caplog.text
 
 

@@ -35,8 +35,8 @@ class Route:
 
 
 def round_trip(route: Route, tmp_path: Path, size: int) -> tuple[float, float]:
-    """Upload a random file of `size` bytes and fetch it back; check every byte, the progress
-    reports and the locator's JSON. Returns the upload and download seconds."""
+    """Upload a random file of `size` bytes and fetch it back; check every byte, the SHA-256 the
+    download returns, the progress reports and the locator's JSON. Returns the upload and download seconds."""
     source = tmp_path / "cipher.bin"
     expected = make_file(source, size)
     uploaded: list[int] = []
@@ -49,9 +49,9 @@ def round_trip(route: Route, tmp_path: Path, size: int) -> tuple[float, float]:
     downloaded: list[int] = []
     out = tmp_path / "out"
     started = time.perf_counter()
-    route.fetcher.download(handed, out / "copy.bin", progress=downloaded.append)
+    digest = route.fetcher.download(handed, out / "copy.bin", progress=downloaded.append)
     download_seconds = time.perf_counter() - started
-    assert sha256_file(out / "copy.bin") == expected
+    assert sha256_file(out / "copy.bin") == expected == digest  # hashed on the way to the disk
     assert (downloaded[-1] if downloaded else 0) == size
     assert leftovers(out, "copy.bin") == ["copy.bin"]
     return upload_seconds, download_seconds
