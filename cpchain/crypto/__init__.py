@@ -8,9 +8,11 @@ or logging of secrets.
 
 from .aead import (
     DEFAULT_SEGMENT_SIZE,
+    StreamDecryptor,
     ciphertext_size,
     decrypt_file,
     decrypt_stream,
+    decrypting_to,
     encrypt_file,
     encrypt_stream,
     generate_data_key,
@@ -112,6 +114,7 @@ __all__ = [
     "RestoredBackup",
     "SignedMessage",
     "SqliteNonceStore",
+    "StreamDecryptor",
     "TruncatedCiphertext",
     "VerificationFailed",
     "VerifiedPayload",
@@ -125,6 +128,7 @@ __all__ = [
     "create_encryption_key",
     "decrypt_file",
     "decrypt_stream",
+    "decrypting_to",
     "encrypt_file",
     "encrypt_stream",
     "export_backup",

@@ -51,9 +51,11 @@ __all__ = [
     "MIN_SEGMENT_SIZE",
     "TAG_SIZE",
     "VERSION",
+    "StreamDecryptor",
     "ciphertext_size",
     "decrypt_file",
     "decrypt_stream",
+    "decrypting_to",
     "encrypt_file",
     "encrypt_stream",
     "generate_data_key",
@@ -71,6 +73,8 @@ MIN_SEGMENT_SIZE = 16
 # Upper bound so a hostile header cannot make the decryptor allocate gigabytes.
 MAX_SEGMENT_SIZE = 16 * 1024 * 1024
 _MAX_COUNTER = 0xFFFFFFFF
+# Reads while decrypting a file: a few default segments, so memory stays O(segment).
+_DECRYPT_READ = 4 * DEFAULT_SEGMENT_SIZE
 
 _HEADER = struct.Struct(">8sBI7s")
 HEADER_SIZE = _HEADER.size  # 20
@@ -201,6 +205,130 @@ def _opens(aes: AESGCM, nonce: bytes, data: bytes, aad: bytes) -> bool:
     return True
 
 
+class StreamDecryptor:
+    """Decrypts a ciphertext pushed to it in pieces of any size, in order, into ``dst``.
+
+    Lets a download decrypt as the bytes arrive instead of reading the file back after.
+    A segment is written only once it authenticates; the last full segment is held back
+    until :meth:`finish` (or more data) says whether it is the final one. A failure is
+    kept, not raised, by :meth:`write` (the caller is usually in the middle of something
+    else, like a download whose own checks come first) and raised by :meth:`finish`; after
+    a failure or :meth:`abandon` later writes are ignored. ``progress`` receives the
+    cumulative number of ciphertext bytes consumed.
+    """
+
+    def __init__(self, key: bytes, dst: WritableStream | BinaryIO, progress: ProgressCallback | None = None) -> None:
+        self._aes = _aes(key)
+        self._dst = dst
+        self._progress = progress
+        self._reset()
+
+    def _reset(self) -> None:
+        self._buffer = bytearray()
+        self._header = b""
+        self._prefix = b""
+        self._sealed_size = 0
+        self._counter = 0
+        self._consumed = 0
+        self._error: DecryptionFailed | None = None
+        self.abandoned = False
+
+    @property
+    def failed(self) -> bool:
+        return self._error is not None
+
+    def abandon(self) -> None:
+        """Stop following: the bytes will not all arrive in order (e.g. a resumed download)."""
+        self.abandoned = True
+
+    def restart(self, progress: ProgressCallback | None = None) -> None:
+        """Forget everything decrypted so far and truncate ``dst`` (seekable) to start over,
+        reporting to ``progress`` from now on."""
+        seek, truncate = getattr(self._dst, "seek", None), getattr(self._dst, "truncate", None)
+        if not (callable(seek) and callable(truncate)):
+            raise InvalidArgument("restart needs a seekable, truncatable destination")
+        seek(0)
+        truncate()
+        self._progress = progress
+        self._reset()
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        if self.abandoned or self._error is not None:
+            return
+        self._buffer += data
+        try:
+            if not self._header:
+                if len(self._buffer) < HEADER_SIZE:
+                    return
+                self._header = bytes(self._buffer[:HEADER_SIZE])
+                segment_size, self._prefix = _parse_header(self._header)
+                self._sealed_size = segment_size + TAG_SIZE
+                del self._buffer[:HEADER_SIZE]
+                self._consumed = HEADER_SIZE
+            sealed = self._sealed_size
+            taken = 0
+            # Strictly more than one segment buffered: the first is certainly not the last.
+            while len(self._buffer) - taken > sealed:
+                self._open(bytes(self._buffer[taken : taken + sealed]), last=False)
+                taken += sealed
+            if taken:
+                del self._buffer[:taken]
+        except DecryptionFailed as exc:
+            self._error = exc
+
+    def write_from(self, src: ReadableStream | BinaryIO) -> None:
+        """Feed everything ``src`` holds (the fallback when the pieces could not be followed)."""
+        while not self.failed and (chunk := src.read(_DECRYPT_READ)):
+            self.write(chunk)
+
+    def finish(self) -> None:
+        """Decrypt the final segment and flush ``dst``; raise the first failure, if any.
+
+        Raises :class:`MalformedCiphertext` for a bad header, :class:`TruncatedCiphertext`
+        if the final segment is missing, and :class:`DecryptionFailed` for a wrong key,
+        tampering, reordering or data after the final segment.
+        """
+        if self.abandoned:
+            raise InvalidArgument("the decryptor was abandoned; restart() it and feed the whole ciphertext")
+        if self._error is None:
+            try:
+                if not self._header:
+                    raise MalformedCiphertext("ciphertext too short for a header")
+                if not self._buffer:
+                    raise TruncatedCiphertext("ciphertext has a header but no segments")
+                self._open(bytes(self._buffer), last=True)
+                self._buffer.clear()
+            except DecryptionFailed as exc:
+                self._error = exc
+        if self._error is not None:
+            raise self._error
+        flush = getattr(self._dst, "flush", None)
+        if callable(flush):
+            flush()
+
+    def _open(self, sealed: bytes, *, last: bool) -> None:
+        counter = self._counter
+        try:
+            plaintext = self._aes.decrypt(_nonce(self._prefix, counter, last), sealed, self._header)
+        except InvalidTag:
+            # Diagnose with the opposite flag: only costs time on the failure path.
+            if _opens(self._aes, _nonce(self._prefix, counter, not last), sealed, self._header):
+                if last:
+                    raise TruncatedCiphertext(f"stream ends after segment {counter} without a final segment") from None
+                raise DecryptionFailed("unexpected data after the final segment") from None
+            raise DecryptionFailed(
+                f"segment {counter} failed authentication (wrong key, tampered, reordered or truncated data)"
+            ) from None
+        _write_all(self._dst, plaintext)
+        self._consumed += len(sealed)
+        if self._progress is not None:
+            self._progress(self._consumed)
+        if not last:
+            if counter == _MAX_COUNTER:
+                raise MalformedCiphertext("ciphertext has more than 2**32 segments")
+            self._counter = counter + 1
+
+
 def decrypt_stream(
     key: bytes,
     src: ReadableStream | BinaryIO,
@@ -214,49 +342,11 @@ def decrypt_stream(
     exception the caller MUST discard ``dst`` (use :func:`decrypt_file` for
     that to happen automatically). ``progress`` receives the cumulative number
     of ciphertext bytes consumed, which matches the source file size at the end.
-
-    Raises :class:`MalformedCiphertext` for a bad header,
-    :class:`TruncatedCiphertext` if the final segment is missing, and
-    :class:`DecryptionFailed` for a wrong key, tampering, reordering or data
-    after the final segment.
+    Errors as :meth:`StreamDecryptor.finish`.
     """
-    aes = _aes(key)
-    header = _read_exact(src, HEADER_SIZE)
-    segment_size, prefix = _parse_header(header)
-    sealed_size = segment_size + TAG_SIZE
-
-    counter = 0
-    done = HEADER_SIZE
-    cur = _read_exact(src, sealed_size)
-    if not cur:
-        raise TruncatedCiphertext("ciphertext has a header but no segments")
-    while True:
-        nxt = _read_exact(src, sealed_size) if len(cur) == sealed_size else b""
-        last = not nxt
-        try:
-            plaintext = aes.decrypt(_nonce(prefix, counter, last), cur, header)
-        except InvalidTag:
-            # Diagnose with the opposite flag: only costs time on the failure path.
-            if _opens(aes, _nonce(prefix, counter, not last), cur, header):
-                if last:
-                    raise TruncatedCiphertext(f"stream ends after segment {counter} without a final segment") from None
-                raise DecryptionFailed("unexpected data after the final segment") from None
-            raise DecryptionFailed(
-                f"segment {counter} failed authentication (wrong key, tampered, reordered or truncated data)"
-            ) from None
-        _write_all(dst, plaintext)
-        done += len(cur)
-        if progress is not None:
-            progress(done)
-        if last:
-            break
-        if counter == _MAX_COUNTER:
-            raise MalformedCiphertext("ciphertext has more than 2**32 segments")
-        counter += 1
-        cur = nxt
-    flush = getattr(dst, "flush", None)
-    if callable(flush):
-        flush()
+    decryptor = StreamDecryptor(key, dst, progress)
+    decryptor.write_from(src)
+    decryptor.finish()
 
 
 @contextlib.contextmanager
@@ -307,10 +397,24 @@ def decrypt_file(
     progress: ProgressCallback | None = None,
 ) -> None:
     """Decrypt a file to ``dst_path`` (mode 0600), which appears only if every segment authenticates."""
+    with open(src_path, "rb") as src, decrypting_to(key, dst_path, progress) as decryptor:
+        decryptor.write_from(src)
+
+
+@contextlib.contextmanager
+def decrypting_to(
+    key: bytes, dst_path: str | os.PathLike[str], progress: ProgressCallback | None = None
+) -> Iterator[StreamDecryptor]:
+    """A :class:`StreamDecryptor` into ``dst_path`` (mode 0600) for the caller to feed.
+
+    The file appears only if the block ends normally and every segment authenticates
+    (:meth:`StreamDecryptor.finish` runs at the end); otherwise nothing is left behind.
+    """
     _aes(key)
-    dst = Path(dst_path)
-    with open(src_path, "rb") as src, _atomic_output(dst) as out:
-        decrypt_stream(key, src, out, progress=progress)
+    with _atomic_output(Path(dst_path)) as out:
+        decryptor = StreamDecryptor(key, out, progress)
+        yield decryptor
+        decryptor.finish()
 
 
 # --- record sealing --------------------------------------------------------

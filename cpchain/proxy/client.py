@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from eth_account.signers.local import LocalAccount
 
@@ -215,11 +215,14 @@ class ProxyClient:
     # ------------------------------------------------------------ download
 
     def download(self, grant: BuyerGrant, dest: Path, terms: OrderTerms, progress: DownloadProgress | None = None,
-                 *, top_up: bool = True) -> Path:  # fmt: skip
+                 *, top_up: bool = True, sink: DownloadSink | None = None) -> Path:  # fmt: skip
         """Download the order's ciphertext to `dest`, resuming a `.part` file, and verify it.
 
         With `top_up`, byte ranges the proxy has no record of sending (after its restart or a
         dropped connection) are fetched again and compared, so it can attest the delivery.
+        `sink` (a decryptor) gets every byte as it arrives, so the buyer's next step overlaps
+        the download; when the bytes cannot reach it once each and in order from the first
+        (a resumed download), it is abandoned and the caller starts it over from `dest`.
         """
         part = dest.with_name(dest.name + ".part")
         dest.parent.mkdir(parents=True, exist_ok=True)
@@ -227,6 +230,7 @@ class ProxyClient:
         # The bytes are hashed as they are written (a second pass over a large file costs as
         # much as the download); only bytes already on disk from an earlier attempt are read back.
         digest, hashed = hashlib.sha256(), 0
+        fed = 0  # bytes `sink` was given, in order from the first
         while True:
             have = part.stat().st_size if part.exists() else 0
             if have > grant.size:
@@ -234,9 +238,12 @@ class ProxyClient:
                 have = 0
             if hashed != have:
                 digest, hashed = _sha256_of(part) if have else hashlib.sha256(), have
+            if sink is not None and have != fed:
+                sink.abandon()
+                sink = None
             if have == grant.size:
                 break
-            writer = _HashingWriter(digest)
+            writer = _HashingWriter(digest, sink)
             try:
                 with part.open("ab") as out:
                     writer.out = out
@@ -251,6 +258,7 @@ class ProxyClient:
                     raise DownloadFailed(f"download of order {grant.order_id} failed: {exc}") from None
                 log.info("download interrupted (%s); resuming", exc)
                 time.sleep(self.retry_delay)
+            fed = have + writer.written
         if digest.hexdigest() != terms.data_hash.hex():
             part.unlink()
             raise DownloadCorrupt("the downloaded file is not the ciphertext the order committed to")
@@ -392,17 +400,29 @@ def _sha256_of(path: Path) -> Any:
     return digest
 
 
-class _HashingWriter:
-    """Writes to `out` and feeds the same bytes to `digest`, counting them."""
+class DownloadSink(Protocol):
+    """What follows a download's bytes as they arrive (the buyer's decryptor)."""
 
-    def __init__(self, digest: Any) -> None:
+    def write(self, data: memoryview, /) -> object: ...
+
+    def abandon(self) -> None:
+        """The bytes will not all arrive once each and in order: stop following."""
+
+
+class _HashingWriter:
+    """Writes to `out` and feeds the same bytes to `digest` and `sink`, counting them."""
+
+    def __init__(self, digest: Any, sink: DownloadSink | None = None) -> None:
         self.digest = digest
+        self.sink = sink
         self.out: Any = None
         self.written = 0
 
     def write(self, data: memoryview) -> None:
         self.out.write(data)
         self.digest.update(data)
+        if self.sink is not None:
+            self.sink.write(data)
         self.written += len(data)
 
 

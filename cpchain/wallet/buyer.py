@@ -23,7 +23,7 @@ from typing import Any
 
 from cpchain.chain.escrow import BuyerAgent
 from cpchain.chain.lifecycle import Action
-from cpchain.crypto import decrypt_file, ecies, unwrap_key, wrap_key
+from cpchain.crypto import decrypting_to, ecies, unwrap_key, wrap_key
 from cpchain.proxy.client import BuyerGrant
 from cpchain.proxy.streams.client import StreamClient
 from cpchain.proxy.streams.records import Cursor, Record
@@ -220,16 +220,26 @@ class Buyer(Party):
         terms = order.terms
         grant = self._grant(order)
         self.ctx.download_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        with translated(f"download order {order_id}"):
-            report = phased(progress, "download", grant.size)
-            self.ctx.proxy_client.download(
-                grant, cipher, terms, progress=None if report is None else (lambda done, _total: report(done))
-            )
-        self.ctx.db.update_purchase(self.ctx.contract, self.ctx.address, order_id, download_path=str(cipher),
-                                    verified=1)  # fmt: skip
         with translated(f"decrypt order {order_id}"):
             key = unwrap_key(self.ctx.me.encryption_key, grant.wrapped_key)
-            decrypt_file(key, cipher, plain, progress=phased(progress, "decrypt", grant.size))
+            # The decryptor follows the download, so the file is decrypted by the time it is
+            # verified; it is renamed into place only if the SHA-256 and every segment check out.
+            with decrypting_to(key, plain) as decryptor:
+                with translated(f"download order {order_id}"):
+                    report = phased(progress, "download", grant.size)
+                    self.ctx.proxy_client.download(
+                        grant, cipher, terms, progress=None if report is None else (lambda done, _total: report(done)),
+                        sink=decryptor,
+                    )  # fmt: skip
+                self.ctx.db.update_purchase(self.ctx.contract, self.ctx.address, order_id, download_path=str(cipher),
+                                            verified=1)  # fmt: skip
+                decrypted = phased(progress, "decrypt", grant.size)
+                if decryptor.abandoned:  # the download resumed: decrypt the verified file instead
+                    decryptor.restart(decrypted)
+                    with cipher.open("rb") as src:
+                        decryptor.write_from(src)
+                elif decrypted is not None:
+                    decrypted(grant.size)
         self.ctx.db.update_purchase(self.ctx.contract, self.ctx.address, order_id, decrypted_path=str(plain),
                                     decrypted=1)  # fmt: skip
         log.info("order %d: received, verified and decrypted", order_id)

@@ -109,9 +109,11 @@ def test_a_crash_during_the_download(chain: Chain, proxy: ProxyProc, tmp_path: P
 
     buyer = chain.client("buyer")
     grant = buyer.send_buyer_data(proxy.endpoint, trade.order_id, trade.terms)
-    cipher = buyer.download(grant, tmp_path / "cipher.bin", trade.terms, progress=progress)
-    assert crashed and crashed[0] < trade.ciphertext.stat().st_size
-    aead.decrypt_file(ecies.unwrap_key(trade.buyer_secret, grant.wrapped_key), cipher, tmp_path / "plain")
+    with aead.decrypting_to(ecies.unwrap_key(trade.buyer_secret, grant.wrapped_key), tmp_path / "plain") as decryptor:
+        buyer.download(grant, tmp_path / "cipher.bin", trade.terms, progress=progress, sink=decryptor)
+        assert crashed and crashed[0] < trade.ciphertext.stat().st_size
+        # The download resumed where its file ended, which is where the decryptor was too.
+        assert not decryptor.abandoned
     assert (tmp_path / "plain").read_bytes() == trade.plaintext.read_bytes()
     buyer.wait_delivered(grant, trade.terms)
     assert events(chain, "ProxyDelivered", trade.order_id) == 1

@@ -170,6 +170,38 @@ def test_a_seller_wallet_restarted_mid_trade_resumes_it(services: Services, tmp_
     assert purchase is not None and Path(purchase.decrypted_path).read_bytes() == original.read_bytes()
 
 
+def test_a_receive_cut_short_resumes_and_decrypts_the_verified_file(services: Services, tmp_path: Path) -> None:
+    """A receive killed mid-download leaves its partial file; the next one resumes it (the
+    bytes already there never reached a decryptor, so the verified file is decrypted)."""
+    sctx, bctx = services.open("seller"), services.open("buyer")
+    product, original = publish(services, sctx, tmp_path, size=3 << 20)
+    buyer, seller = Buyer(bctx), Seller(sctx)
+    oid = buyer.buy(product.market_hash).order_id
+    seller.confirm(oid)
+    seller.deliver(oid)
+
+    class Crash(BaseException):
+        """The process dies (no exception handler runs)."""
+
+    def dies_midway(phase: str, done: int, total: int) -> None:
+        if phase == "download" and done >= 1 << 20:
+            raise Crash
+
+    with pytest.raises(Crash):
+        buyer.receive(oid, progress=dies_midway)
+    assert [p.name for p in bctx.download_dir.iterdir() if p.name.endswith(".part")]  # the partial download
+    purchase = bctx.db.purchase(bctx.contract, bctx.address, oid)
+    assert purchase is not None and not purchase.verified and not purchase.decrypted
+
+    phases: list[tuple[str, int, int]] = []
+    purchase = buyer.receive(oid, progress=lambda *report: phases.append(report))
+    assert purchase.verified and purchase.decrypted
+    assert Path(purchase.decrypted_path).read_bytes() == original.read_bytes()
+    decrypting = [done for phase, done, _ in phases if phase == "decrypt"]
+    assert len(decrypting) > 1 and decrypting[-1] == phases[-1][2]  # decrypted from the file, with progress
+    assert [p.name for p in bctx.download_dir.iterdir() if p.name.endswith(".part")] == []
+
+
 def test_forbidden_actions_are_refused_before_any_transaction(services: Services, tmp_path: Path) -> None:
     sctx, bctx, octx = services.open("seller"), services.open("buyer"), services.open("other")
     seller, buyer, other = Seller(sctx), Buyer(bctx), Buyer(octx)
