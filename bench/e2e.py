@@ -142,6 +142,7 @@ def trade(seller: Seller, buyer: Buyer, timed: Timed, work: Path, size: int) -> 
     upload = seller.upload(source)
     product = seller.publish(upload.id, title=f"Bench {size // MIB} MiB {secrets.token_hex(3)}", price=PRICE)
     buyer.show(product.market_hash)  # the listing is live before the clock starts
+    os.sync()  # the set-up's writes (the random file, the seller's ciphertext) are not the purchase's
 
     t0 = time.perf_counter()
     order = buyer.buy(product.market_hash)
@@ -215,8 +216,12 @@ def main(argv: list[str] | None = None) -> int:
     size_group = parser.add_mutually_exclusive_group()
     size_group.add_argument("--quick", action="store_true", help="10 MiB only")
     size_group.add_argument("--large", action="store_true", help="also 1 GiB (needs about 5 GiB of temp space)")
+    size_group.add_argument("--sizes", type=int, nargs="+", metavar="MIB", help="these sizes only (MiB)")
     args = parser.parse_args(argv)
-    sizes = [10 * MIB] if args.quick else [10 * MIB, 100 * MIB] + ([1024 * MIB] if args.large else [])
+    if args.sizes:
+        sizes = [n * MIB for n in args.sizes]
+    else:
+        sizes = [10 * MIB] if args.quick else [10 * MIB, 100 * MIB] + ([1024 * MIB] if args.large else [])
     started = time.monotonic()
     results: list[Result] = []
     auto: dict[float, float] = {}
@@ -234,7 +239,8 @@ def main(argv: list[str] | None = None) -> int:
                 result = trade(seller, buyer, timed, work, size)
                 log(f"{size // MIB} MiB: buy to decrypted file {result.total:.2f} s, raw download {result.raw:.2f} s")
                 results.append(result)
-            for interval in AUTOMATION_INTERVALS[-1:] if args.quick else AUTOMATION_INTERVALS:
+            intervals = () if args.sizes else AUTOMATION_INTERVALS[-1:] if args.quick else AUTOMATION_INTERVALS
+            for interval in intervals:
                 auto[interval] = automated(manifest, seller, buyer, work, sizes[0], interval)
                 log(f"{sizes[0] // MIB} MiB with both automation loops every {interval:g} s: buy to decrypted "
                     f"file {auto[interval]:.2f} s")  # fmt: skip
