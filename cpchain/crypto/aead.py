@@ -25,12 +25,12 @@ import struct
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, cast
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from cpchain.fsutil import fsync_dir
+from cpchain.fsutil import StreamingWriter, fsync_dir
 
 from .errors import (
     DecryptionFailed,
@@ -361,9 +361,9 @@ def _atomic_output(dst_path: Path) -> Iterator[BinaryIO]:
     tmp = Path(tmp_name)
     try:
         with os.fdopen(fd, "wb") as fh:
-            yield fh
-            fh.flush()
-            os.fsync(fh.fileno())
+            out = StreamingWriter(fh)
+            yield cast(BinaryIO, out)
+            out.sync()
         os.replace(tmp, dst_path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

@@ -29,6 +29,7 @@ from eth_account.signers.local import LocalAccount
 
 from cpchain.chain.escrow import Escrow
 from cpchain.crypto.errors import CryptoError
+from cpchain.fsutil import StreamingWriter
 from cpchain.proxy.discovery import ProxyRecord, lookup_proxy
 from cpchain.proxy.proto import trade_pb2 as pb
 from cpchain.proxy.protocol import (
@@ -52,6 +53,7 @@ from cpchain.proxy.protocol import (
 )
 from cpchain.proxy.tls import PinMismatch, PinnedHTTPSConnection, connect_pinned
 from cpchain.proxy.tracker import ProxyStanding, TrackerUnavailable, list_live_proxies, proxies_with_standing
+from cpchain.readahead import read_ahead
 from cpchain.types import OrderTerms, ProductDescription
 
 log = logging.getLogger(__name__)
@@ -246,7 +248,7 @@ class ProxyClient:
             writer = _HashingWriter(digest, sink)
             try:
                 with part.open("ab") as out:
-                    writer.out = out
+                    writer.out = StreamingWriter(out)
                     self._get_range(grant, have, grant.size, writer, progress)
                 hashed = have + writer.written
             except (OSError, ssl.SSLError, http.client.HTTPException, DownloadFailed) as exc:
@@ -287,22 +289,33 @@ class ProxyClient:
                 raise _http_refusal(response)
             if response.status == 200 and start:
                 raise DownloadFailed("the proxy ignored the range request")
+            left = end - start
+
+            def read_into(buffer: memoryview) -> int:
+                nonlocal left
+                if not left:
+                    return 0
+                n = response.readinto(buffer[: min(len(buffer), left)])
+                if not n:
+                    raise DownloadFailed(f"connection ended at byte {end - left} of {end}")
+                left -= n
+                return n
+
             done = start
-            buffer = bytearray(READ_BUFFER)
-            view = memoryview(buffer)
-            with compare.open("rb") if compare else contextlib.nullcontext() as local:
+            # The next chunk comes off the socket (TLS) while this one is hashed, decrypted and written.
+            with (
+                compare.open("rb") if compare else contextlib.nullcontext() as local,
+                contextlib.closing(read_ahead(read_into, READ_BUFFER)) as chunks,
+            ):
                 if local is not None:
                     local.seek(start)
-                while done < end:
-                    n = response.readinto(view[: min(READ_BUFFER, end - done)])
-                    if not n:
-                        raise DownloadFailed(f"connection ended at byte {done} of {end}")
+                for chunk in chunks:
                     if local is not None:
-                        if local.read(n) != view[:n]:
+                        if local.read(len(chunk)) != chunk:
                             raise DownloadCorrupt(f"the proxy served other bytes at offset {done}")
                     else:
-                        out.write(view[:n])
-                    done += n
+                        out.write(chunk)
+                    done += len(chunk)
                     if progress is not None:
                         progress(done, grant.size)
         except (TimeoutError, ConnectionError) as exc:

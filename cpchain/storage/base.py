@@ -7,6 +7,7 @@ before any use, so a remote party can never name code to import or a field to sm
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
@@ -16,6 +17,8 @@ from pathlib import Path
 from typing import Any, BinaryIO, ClassVar, Protocol, cast
 
 from cpchain.crypto.hashing import HashingWriter
+from cpchain.fsutil import StreamingWriter
+from cpchain.readahead import ReadInto, read_ahead
 
 Progress = Callable[[int], None]
 CHUNK = 1024 * 1024
@@ -112,16 +115,34 @@ def validate(locator: Locator) -> Locator:
 
 
 def copy_stream(src: BinaryIO, dst: BinaryIO, progress: Progress | None = None, max_bytes: int | None = None) -> int:
-    """Copy in fixed-size chunks; TransferTooLarge as soon as `max_bytes` is exceeded."""
+    """Copy in fixed-size chunks; TransferTooLarge as soon as `max_bytes` is exceeded.
+
+    The next chunk is read (from the network or a cold disk) while this one is written
+    and hashed."""
     done = 0
-    while chunk := src.read(CHUNK):
-        done += len(chunk)
-        if max_bytes is not None and done > max_bytes:
-            raise TransferTooLarge(f"data exceeds the limit of {max_bytes} bytes")
-        dst.write(chunk)
-        if progress is not None:
-            progress(done)
+    with contextlib.closing(read_ahead(_reader(src), CHUNK)) as chunks:
+        for chunk in chunks:
+            done += len(chunk)
+            if max_bytes is not None and done > max_bytes:
+                raise TransferTooLarge(f"data exceeds the limit of {max_bytes} bytes")
+            dst.write(chunk)
+            if progress is not None:
+                progress(done)
     return done
+
+
+def _reader(src: BinaryIO) -> ReadInto:
+    """`src.readinto`, or the same made of `src.read` for streams without it (botocore's)."""
+    readinto = getattr(src, "readinto", None)
+    if callable(readinto):
+        return cast(ReadInto, readinto)
+
+    def fill(buffer: memoryview) -> int:
+        data = src.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    return fill
 
 
 def write_atomically(dest: Path, fill: Callable[[BinaryIO], object]) -> str:
@@ -134,10 +155,10 @@ def write_atomically(dest: Path, fill: Callable[[BinaryIO], object]) -> str:
     fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
     try:
         with os.fdopen(fd, "wb") as fh:
-            out = HashingWriter(fh)
+            disk = StreamingWriter(fh)
+            out = HashingWriter(disk)
             fill(cast(BinaryIO, out))
-            fh.flush()
-            os.fsync(fh.fileno())
+            disk.sync()
         os.replace(tmp, dest)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
