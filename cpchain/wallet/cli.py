@@ -3,7 +3,7 @@
 Owns the command tree and its global options only: each command lives in
 cpchain.wallet.commands.<topic> and runs through cpchain.wallet.commands.base.execute (open
 the wallet on demand, print the result for a person or as JSON, one error line). `pdash
-stream ...` is handed to the stream client (cpchain.proxy.streams.client) unchanged.
+stream --keystore ...` is handed to the stream client (cpchain.proxy.streams.client) unchanged.
 
 Global options (before or after the command): --config PATH (else
 $CPCHAIN_HOME_CONFIG_PATH), --account ADDRESS, --password-file PATH (mode 0600; else
@@ -17,12 +17,12 @@ import argparse
 import logging
 import sys
 
-from cpchain.wallet.commands import account, funds, market, proxies, run, trade
+from cpchain.wallet.commands import account, funds, market, proxies, run, stream, trade
 from cpchain.wallet.commands.base import EXIT_ERROR, PASSWORD_ENV, Parser, execute
 
 __all__ = ["build_parser", "main", "parse"]
 
-TOPICS = (account, funds, market, trade, proxies, run)
+TOPICS = (account, funds, market, trade, proxies, run, stream)
 
 
 def _common() -> argparse.ArgumentParser:
@@ -71,12 +71,7 @@ def build_parser() -> Parser:
     common = _common()  # other Action objects than the top level's, so neither position resets the other
     for topic in TOPICS:
         topic.register(sub, common)
-    sub.add_parser(
-        "stream",
-        add_help=False,
-        help="open and end stream channels, publish sealed records, subscribe (see: pdash stream --help)",
-    )
-    return parser  # fmt: skip
+    return parser
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
@@ -98,7 +93,7 @@ def _logging(verbose: int, command: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    if argv[:1] == ["stream"]:
+    if argv[:1] == ["stream"] and any(a == "--keystore" or a.startswith("--keystore=") for a in argv):  # the stream client's own mode, without a wallet
         from cpchain.proxy.streams import client
 
         try:

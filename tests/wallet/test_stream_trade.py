@@ -211,3 +211,51 @@ def test_pdash_publish_stream(services: Services, cli: Callable[..., Ran]) -> No
     wrong = cli(seller, "publish", "--stream", "data.csv", "--title", "x", "--price", "1", secret=secret)
     assert wrong.code != 0 and wrong.out == "" and len(wrong.err.strip().splitlines()) == 1
     assert "takes no FILE" in wrong.err
+
+
+def test_pdash_stream_publish_and_subscribe_with_the_wallets_keys(
+    services: Services, cli: Callable[..., Ran], tmp_path: Path
+) -> None:
+    sctx, bctx = services.open("seller"), services.open("buyer")
+    product = Seller(sctx).publish_stream(title="River levels", price=PRICE)
+    oid = Buyer(bctx).buy(product.market_hash).order_id
+    drive(Automation(sctx), Automation(bctx), until=lambda: Buyer(bctx)._purchase(oid).received)
+    seller, buyer = config_for(services, "seller"), config_for(services, "buyer")
+    s_pw, b_pw = password("seller"), password("buyer")
+    lines = [{"gauge": i, "level_cm": 120 + i} for i in range(12)]
+    data = tmp_path / "levels.jsonl"
+    data.write_text("".join(json.dumps(line) + "\n" for line in lines))
+
+    ran = cli(seller, "--json", "stream", "publish", product.market_hash, "--file", str(data), secret=s_pw)
+    assert ran.code == 0, ran.err
+    assert json.loads(ran.out)["records"] == 12 and json.loads(ran.out)["acked_seq"] == 11
+
+    # The key comes from the order through the wallet; the cursor stays in the wallet.
+    ran = cli(buyer, "stream", "subscribe", str(oid), "--rest", secret=b_pw)
+    assert ran.code == 0, ran.err
+    assert [json.loads(line) for line in ran.out.splitlines()] == lines
+    again = cli(buyer, "stream", "subscribe", str(oid), "--rest", secret=b_pw)
+    assert again.code == 0 and again.out == ""  # nothing twice
+    everything = cli(buyer, "--json", "stream", "subscribe", str(oid), "--rest", "--from-start", secret=b_pw)
+    got = [json.loads(line) for line in everything.out.splitlines()]
+    assert [g["seq"] for g in got] == list(range(12)) and [json.loads(g["data"]) for g in got] == lines
+
+    # Bad paths: one line each, nothing published or stored.
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('not json\n{"ok": 1}\n')
+    for config, secret, args, message in [
+        (seller, s_pw, ["stream", "publish", product.market_hash, "--file", str(bad)], "line 1 is not JSON"),
+        (seller, s_pw, ["stream", "publish", product.market_hash, "--file", str(tmp_path / "none")], "not a file"),
+        (buyer, b_pw, ["stream", "subscribe", "999999"], "999999"),
+        (seller, s_pw, ["stream", "subscribe", str(oid)], "its seller, not its buyer"),
+        (buyer, b_pw, ["stream", "publish", product.market_hash, "--file", str(data)], "not one of this wallet's"),
+    ]:
+        ran = cli(config, *args, secret=secret)
+        assert ran.code != 0 and ran.out == "" and len(ran.err.strip().splitlines()) == 1, (args, ran)
+        assert message in ran.err, (args, ran.err)
+    ran = cli(buyer, "stream", "subscribe", str(oid), "--rest", secret=b_pw)
+    assert ran.code == 0 and ran.out == ""  # nothing of the bad file was published
+
+    ended = cli(seller, "stream", "end", product.market_hash, secret=s_pw)
+    assert ended.code == 0, ended.err
+    assert "channel ended" in ended.out

@@ -646,6 +646,11 @@ def _lines(source: IO[str]) -> Iterator[bytes]:
         yield json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
 
 
+def line_groups(source: IO[str], linger: float = 0.005, batch: int = 256) -> Iterator[list[bytes]]:
+    """JSON lines from `source` as records, grouped as they come for publishing (see _lingering)."""
+    return _lingering(_lines(source), linger, batch)
+
+
 def _lingering(items: Iterator[bytes], linger: float, batch: int) -> Iterator[list[bytes]]:
     """Group items as they come: a group is sent when full or `linger` seconds after its first item."""
     queue: Queue[bytes | BaseException | None] = Queue(maxsize=batch * 4)
@@ -777,7 +782,7 @@ def _main(argv: list[str] | None = None, prog: str = "python -m cpchain.proxy.st
     if args.command == "publish":
         key = _read_key(args.key_file)
         with open(args.file, encoding="utf-8") if args.file else sys.stdin as source:
-            groups = _lingering(_lines(source), args.linger, 256)
+            groups = line_groups(source, args.linger)
             if args.rest:
                 return _publish_rest(client, loc.channel, key, groups)
             with client.publisher(loc.channel, key) as publisher:

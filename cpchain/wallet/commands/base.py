@@ -85,6 +85,7 @@ class Result:
 
     data: Any
     text: str = ""
+    printed: bool = False  # the command wrote its output as it went (records of a stream): nothing more
 
 
 Handler = Callable[["Session", argparse.Namespace], Result]
@@ -229,7 +230,9 @@ def execute(args: argparse.Namespace, *, out: Any = None, err: Any = None) -> in
         err.write(f"pdash: error: unexpected {type(exc).__name__}: {_describe(exc)} (CPCHAIN_DEBUG=1 for details)\n")
         return EXIT_ERROR
     session.close()
-    if args.json:
+    if result.printed:
+        pass
+    elif args.json:
         out.write(json.dumps(result.data, indent=1, sort_keys=True, default=str) + "\n")
     elif result.text:
         out.write(result.text.rstrip("\n") + "\n")
