@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import signal
 import subprocess
 import time
 from collections.abc import Iterable, Iterator
@@ -25,7 +24,6 @@ from eth_account.signers.local import LocalAccount
 from cpchain.chain.escrow import Deployment
 from cpchain.chain.tx import TxSender
 from cpchain.crypto import aead, ecies
-from cpchain.crypto.keystore import import_private_key, save_keystore
 from cpchain.netutil import service_port
 from cpchain.proxy.client import ProxyClient
 from cpchain.proxy.proto import trade_pb2 as pb
@@ -36,6 +34,7 @@ from cpchain.storage.base import Locator
 from cpchain.storage.local import LocalStorage
 from cpchain.types import OrderTerms, ProductDescription, ProductType
 from tests.chain.conftest import ETHER, AnvilProcess, World, build_world, start_anvil
+from tests.procs import ServerProcess, write_unattended_keystore
 
 ROOT = Path(__file__).resolve().parents[2]
 PROXY_START = ROOT / "bin" / "proxy-start"
@@ -81,8 +80,10 @@ def _toml(value: object) -> str:
 
 
 @dataclass
-class ProxyProc:
+class ProxyProc(ServerProcess):
     """One proxy process with its own home directory and free ports."""
+
+    log_names = ("stdout.log", "proxy.log")
 
     name: str
     home: Path
@@ -100,12 +101,7 @@ class ProxyProc:
         for key in ("server_port", "server_file_port", "server_stream_ws_port", "server_stream_http_port",
                     "dht_port", "tracker_link_port"):  # fmt: skip
             self.ports[key] = service_port()
-        password = secrets.token_urlsafe(16)
-        keystore = import_private_key(self.account.key.hex(), password, fast_kdf=True)
-        save_keystore(self.home / "keystore", keystore)
-        fd = os.open(self.home / "password", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(password)
+        write_unattended_keystore(self.home, self.account)
         self.write_config()
 
     @property
@@ -180,27 +176,9 @@ class ProxyProc:
             time.sleep(0.05)
         return self
 
-    def tail(self, lines: int = 40) -> str:
-        text = ""
-        for path in (self.home / "stdout.log", self.log):
-            if path.exists():
-                text += "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) + "\n"
-        return text
-
     def wait_exit(self, timeout: float = 30.0) -> int:
         assert self.proc is not None
         return self.proc.wait(timeout=timeout)
-
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(timeout=10)
-
-    def stop(self) -> int | None:
-        if self.proc is None or self.proc.poll() is not None:
-            return None if self.proc is None else self.proc.returncode
-        self.proc.send_signal(signal.SIGTERM)
-        return self.proc.wait(timeout=20)
 
     @property
     def fingerprint(self) -> str:

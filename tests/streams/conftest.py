@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import signal
 import subprocess
 import sys
 import time
@@ -26,7 +25,6 @@ from eth_account.signers.local import LocalAccount
 
 from cpchain.chain.escrow import Deployment
 from cpchain.crypto import aead, ecies
-from cpchain.crypto.keystore import import_private_key, save_keystore
 from cpchain.proxy.protocol import Domain
 from cpchain.proxy.streams.client import StreamClient
 from cpchain.proxy.streams.kafka_utils import answers, tansu_argv, tansu_binary
@@ -35,6 +33,7 @@ from cpchain.proxy.tls import fingerprint_of_pem
 from cpchain.services import port_open
 from cpchain.types import OrderTerms, ProductDescription, ProductType
 from tests.chain.conftest import ETHER, AnvilProcess, World, build_world, free_port, start_anvil
+from tests.procs import ServerProcess, write_unattended_keystore
 from tests.proxy.conftest import _toml
 
 PRICE = 10 * ETHER
@@ -108,8 +107,11 @@ def chain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Chain]:
 
 
 @dataclass
-class StreamProc:
+class StreamProc(ServerProcess):
     """One stream server process (the stream half of a proxy) with its own home and free ports."""
+
+    log_names = ("stdout.log", "stream.log")
+    stop_timeout = 30.0
 
     home: Path
     chain: Chain
@@ -121,11 +123,7 @@ class StreamProc:
     def __post_init__(self) -> None:
         self.home.mkdir(parents=True, exist_ok=True)
         self.ws_port, self.http_port = free_port(), free_port()
-        password = secrets.token_urlsafe(16)
-        save_keystore(self.home / "keystore", import_private_key(self.account.key.hex(), password, fast_kdf=True))
-        fd = os.open(self.home / "password", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(password)
+        write_unattended_keystore(self.home, self.account)
         self.write_config()
 
     @property
@@ -165,25 +163,6 @@ class StreamProc:
                 raise AssertionError(f"stream server did not start:\n{self.tail()}")
             time.sleep(0.05)
         return self
-
-    def tail(self, lines: int = 60) -> str:
-        text = ""
-        for name in ("stdout.log", "stream.log"):
-            path = self.home / name
-            if path.exists():
-                text += "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) + "\n"
-        return text
-
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(timeout=10)
-
-    def stop(self) -> int | None:
-        if self.proc is None or self.proc.poll() is not None:
-            return None if self.proc is None else self.proc.returncode
-        self.proc.send_signal(signal.SIGTERM)
-        return self.proc.wait(timeout=30)
 
     def rss(self) -> int:
         """Resident memory of the server process, in bytes."""
