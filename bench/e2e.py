@@ -11,9 +11,11 @@ through the wallet core as a front end drives it:
   seller's sellerConfirm, each waiting for its receipt and the configured confirmations;
 * proxy fetch: the seller's SELLER_DATA until the proxy fetched the ciphertext from the
   seller's storage, verified its hash and claimed proxyFetched on chain;
-* download: the buyer's BUYER_DATA and the resumable, pinned-TLS download with its SHA-256
-  check against the order's data hash (and the proxy's delivery records);
-* decrypt: unwrapping the data key and decrypting to the final file.
+* buyer data: the buyer's BUYER_DATA (the grant: the wrapped key and where to download);
+* download + decrypt: the resumable, pinned-TLS download with its SHA-256 check against the
+  order's data hash, decrypting as the bytes arrive (they overlap), and the proxy's
+  delivery records;
+* decrypt finish: the last segment, the plaintext's fsync and rename.
 
 The baseline, in the same run: a raw HTTPS download of the same ciphertext from the same
 proxy (the buyer's token, the pinned TLS connection, bytes read into a 1 MiB buffer and
@@ -259,15 +261,15 @@ def main(argv: list[str] | None = None) -> int:
             ("chain sellerConfirm", r.seller_confirm, "s"),
             ("proxy fetch", r.fetch, "s"),
             ("buyer data", r.grant, "s"),
-            ("download", r.download, "s"),
-            ("decrypt", r.decrypt, "s"),
+            ("download + decrypt", r.download, "s"),
+            ("decrypt finish", r.decrypt, "s"),
             ("raw https download", r.raw, "s"),
             ("purchase / raw download", r.ratio, "x"),
             ("buyer side (buyer data + download + decrypt) / raw download", r.buyer_side / r.raw, "x"),
             ("purchase throughput", r.size / r.total / 1e6, "MB/s"),
         ]
         for label, value, unit in figures:
-            print(f"{name} {label}: {value:.2f} {unit}")
+            print(f"{name} {label}: {value:.3f} {unit}")
     for interval, seconds in auto.items():
         print(f"{sizes[0] // MIB} MiB buy to decrypted file, automation every {interval:g} s: {seconds:.2f} s")
     print(f"cores: {os.cpu_count()} cores")

@@ -12,7 +12,7 @@ from tests.test_testnet import processes_of, wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 FIGURE = re.compile(r"(.+): (\d+(?:\.\d+)?) (s|x|MB/s|cores|runnable)")
-PARTS = ("chain (placeOrder + sellerConfirm)", "proxy fetch", "buyer data", "download", "decrypt")
+PARTS = ("chain (placeOrder + sellerConfirm)", "proxy fetch", "buyer data", "download + decrypt", "decrypt finish")
 
 
 def test_quick_e2e_bench_prints_its_figures(isolated_home: Path) -> None:
