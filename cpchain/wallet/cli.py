@@ -93,7 +93,8 @@ def _logging(verbose: int, command: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    if argv[:1] == ["stream"] and any(a == "--keystore" or a.startswith("--keystore=") for a in argv):  # the stream client's own mode, without a wallet
+    # `pdash stream --keystore ...`: the stream client's own mode, for scripts without a wallet.
+    if argv[:1] == ["stream"] and any(a == "--keystore" or a.startswith("--keystore=") for a in argv):
         from cpchain.proxy.streams import client
 
         try:
