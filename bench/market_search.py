@@ -217,8 +217,16 @@ def table_rows(connection: Any, model: Any, rows: list[dict[str, Any]]) -> tuple
     given = [f.attname for f in fields if f.attname in rows[0]]
     missing = [f for f in fields if f.attname not in rows[0]]
     defaults = tuple(f.get_db_prep_save(f.get_default(), connection) for f in missing)
-    adapters = {Decimal: ops.adapt_decimalfield_value, datetime: ops.adapt_datetimefield_value}
-    adapt = [(i, adapters[type(rows[0][name])]) for i, name in enumerate(given) if type(rows[0][name]) in adapters]
+    by_name = {f.attname: f for f in fields}
+
+    def exact(field: Any) -> Any:  # amounts (WeiField: a zero-padded string on SQLite) as the field saves them
+        return lambda value: field.get_db_prep_save(value, connection)
+
+    adapt = [
+        (i, exact(by_name[name]) if type(rows[0][name]) is Decimal else ops.adapt_datetimefield_value)
+        for i, name in enumerate(given)
+        if type(rows[0][name]) in (Decimal, datetime)
+    ]
     values = []
     for row in rows:
         value = [row[name] for name in given]

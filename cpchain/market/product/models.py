@@ -9,6 +9,7 @@ from enum import IntEnum
 from django.db import models
 
 from cpchain.market.account.models import WalletUser
+from cpchain.market.records.fields import WeiField
 
 
 class Visibility(IntEnum):
@@ -33,7 +34,7 @@ class Product(models.Model):
     title = models.CharField(max_length=100)
     description = models.TextField(blank=True, default="")
     ptype = models.CharField(max_length=10, db_index=True)
-    price = models.DecimalField(max_digits=40, decimal_places=0)  # wei
+    price = WeiField()  # exact on SQLite too (a zero-padded string there), so sorts and ranges are exact
     category = models.CharField(max_length=100, blank=True, default="", db_index=True)
     tags_text = models.CharField(max_length=500, blank=True, default="")  # space-joined, for full-text
     data_hash = models.CharField(max_length=64)

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from rest_framework import serializers
@@ -65,16 +64,6 @@ def split_tags(tags_text: str) -> list[str]:
     return tags_text.split(", ") if tags_text else []
 
 
-EXACT_IN_DB = 2**63  # SQLite keeps integers exactly up to int64; beyond, a double
-
-
-def exact_price(p: Product) -> int:
-    """The listed price in wei, exactly: from the signed description when the column may
-    hold a rounded double (SQLite, above 9.22 ether); sorting and filtering use the column."""
-    price = int(p.price)
-    return price if price < EXACT_IN_DB else int(json.loads(p.canonical)["price"])
-
-
 def product_json(p: Product, seller_name: str | None = None) -> dict[str, Any]:
     return {
         "market_hash": p.market_hash,
@@ -84,7 +73,7 @@ def product_json(p: Product, seller_name: str | None = None) -> dict[str, Any]:
         "title": p.title,
         "description": p.description,
         "ptype": p.ptype,
-        "price": str(exact_price(p)),
+        "price": str(int(p.price)),  # WeiField: exact on every database
         "category": p.category,
         "tags": split_tags(p.tags_text),
         "data_hash": p.data_hash,

@@ -39,8 +39,13 @@ query syntax: they are reduced to words, and all values travel as query paramete
   conditions on the product table. Ranking is the MATCH score over every match (no window).
   Words shorter than the server's innodb_ft_min_token_size are not in that index; they are
   matched with a word-boundary REGEXP instead, so results do not depend on server settings.
-  InnoDB reads the product row of every match (several µs each), so on large catalogs common
-  words cost tens of milliseconds; Elasticsearch is the backend for those.
+  InnoDB reads the product row of every match (about 3 µs each) before any filter applies, so
+  with a selective filter (a seller, a rare tag or category: EXPLAIN's estimate of the rows its
+  index reads, at most FILTER_FIRST_ROWS) the filter's rows are read instead and each one's
+  relevance looked up in the full-text result, which costs under 1 µs per match either way.
+  The count and the page come from one windowed statement. Still, exact totals cost a row read
+  per match: on large catalogs common words cost tens of milliseconds; Elasticsearch is the
+  backend for those.
 """
 
 from __future__ import annotations
@@ -71,6 +76,13 @@ RELEVANCE_WINDOW = 1000
 # From this many matches on, a page sorted by a product column is read from the product index in
 # sort order (keeping the ids found among the matches) rather than looked up match by match.
 WALK_MIN_MATCHES = 1000
+# MySQL: a keyword search with filters whose best index reads at most this many rows (the
+# optimizer's estimate) reads those rows, not the keyword's full-text matches. Each way costs
+# about the same per row (3 µs), and the matches are not known in advance: a common word has
+# tens of thousands, the median word of a realistic catalog some hundreds.
+FILTER_FIRST_ROWS = 2000
+# MySQL: pages that end within this many rows are read from the first row (see _search_rows_mysql).
+PAGE_PREFIX_ROWS = 200
 VISIBLE = int(Visibility.VISIBLE)
 MAX_PRICE = 2**128 - 1  # listed prices are below 2**128 (cpchain.types)
 PRICE_LEVELS = 3  # price buckets: the number of digits, then the first 1, 2, 3 digits
@@ -206,7 +218,12 @@ def price_filter(query: SearchQuery) -> PriceFilter | None:
     if low <= high:
         for length in range(len(str(low)), len(str(high)) + 1):
             visit(length, "")
-    return PriceFilter(tuple(buckets), tuple(partial), query.min_price, query.max_price)
+    return PriceFilter(
+        tuple(buckets),
+        tuple(partial),
+        Decimal(low) if query.min_price is not None else None,  # whole bounds: prices are whole wei
+        Decimal(high) if query.max_price is not None else None,
+    )
 
 
 def _count(cursor: Any, sql: str, params: list[Any]) -> int:
@@ -280,9 +297,10 @@ class DatabaseBackend:
         common = query.ptype == COMMON_TYPE
         if not words and not facets and not common:
             return self._search_table(cursor, query)
-        match = " AND ".join(
-            [words] * bool(words) + [f"facets : ({' AND '.join(facets or ['a'])})"] * bool(facets or common)
-        )
+        # "a" is in every product: the base of a type filter alone. With words or facets it
+        # would only add the longest id list of all to the merge.
+        match = " AND ".join([words] * bool(words) + [f"facets : ({' AND '.join(facets)})"] * bool(facets))
+        match = match or "facets : (a)"
         if common:  # the common type has no token: its products are those without one
             match = f'({match}) NOT facets : ("{facet_token("p", RARE_TYPE)}" OR "pother")'
         fts = Where(f"{FTS_TABLE} MATCH %s", match)
@@ -363,17 +381,16 @@ class DatabaseBackend:
         low, high = self._mysql_token_limits(cursor)
         if any(len(t) > high for t in terms):
             return SearchResult(0, [])  # longer than any indexed word: nothing can match
-        where, score = Where(), None
+        score, short = None, Where()
         indexed = [t for t in terms if len(t) >= low]
         if indexed:
             score = Where(
                 f"MATCH(p.{', p.'.join(TEXT_COLUMNS)}) AGAINST (%s IN BOOLEAN MODE)", " ".join("+" + t for t in indexed)
             )
-            where.extend(score)
         text = f"CONCAT_WS(' ', p.{', p.'.join(TEXT_COLUMNS)})"
-        for short in (t for t in terms if len(t) < low):
-            where.add(f"{text} REGEXP %s", rf"(?i)(?<![\p{{L}}\p{{N}}]){re.escape(short)}(?![\p{{L}}\p{{N}}])")
-        return self._search_rows_mysql(cursor, query, where, score)
+        for word in (t for t in terms if len(t) < low):
+            short.add(f"{text} REGEXP %s", rf"(?i)(?<![\p{{L}}\p{{N}}]){re.escape(word)}(?![\p{{L}}\p{{N}}])")
+        return self._search_rows_mysql(cursor, query, score, short)
 
     def _mysql_token_limits(self, cursor: Any) -> tuple[int, int]:
         alias = cursor.db.alias
@@ -383,31 +400,42 @@ class DatabaseBackend:
             self._token_limits[alias] = (int(low), int(high))
         return self._token_limits[alias]
 
-    def _search_rows_mysql(self, cursor: Any, query: SearchQuery, match: Where, score: Where | None) -> SearchResult:
-        """Search the product table's own columns and indexes, plus `match`: the keyword
-        conditions, with `score` their relevance."""
+    def _search_rows_mysql(self, cursor: Any, query: SearchQuery, score: Where | None, short: Where) -> SearchResult:
+        """Search the product table's own columns and indexes: `score` is the FULLTEXT MATCH of
+        the keyword's indexed words (None without one), `short` the conditions on its words too
+        short for the index."""
         field = Product._meta.get_field("price")
-        filters = Where()
-        filters.extend(match)
-        filters.extend(_attributes(query))
-        filters.extend(_priced(query, lambda value: field.get_db_prep_value(value, cursor.db)))
         where = Where("p.status = %s", VISIBLE)
-        where.extend(filters)
+        where.extend(_attributes(query))
+        where.extend(_priced(query, lambda value: field.get_db_prep_value(value, cursor.db)))
+        if score is not None and len(where.conditions) > 1 and _filter_rows_mysql(cursor, where) <= FILTER_FIRST_ROWS:
+            # A bare MATCH condition makes the optimizer read every full-text match's row first;
+            # as a value it is looked up per row in the full-text result, so a selective filter's
+            # index drives instead. Every match has a positive score (InnoDB gives a word found in
+            # every document a tiny one), so "> 0" is exactly "matches".
+            score = Where(f"COALESCE({score}, 0)", *score.params)
+            where.add(f"{score} > 0", *score.params)
+        elif score is not None:
+            where.extend(score)
+        where.extend(short)
         source = f"{product_table()} p WHERE {where}"
         if query.sort == "relevance" and score:
             order, params = f"{score} DESC, p.id DESC", [*where.params, *score.params]
         else:
             order, params = ORDER.get(query.sort, ORDER["newest"]), where.params
-        if match.conditions:
-            # InnoDB reads every matching row whatever the query (several µs each): count them
-            # in the same pass as the page.
+        if score is not None or short.conditions:
+            # InnoDB reads every matching row whatever the query: count them in the same pass as
+            # the page. A page near the start is read with the rows before it, so that a page past
+            # the end still brings the count (COUNT(*) OVER () comes with the rows).
+            prefix = query.offset + query.limit <= PAGE_PREFIX_ROWS
+            skip = query.offset if prefix else 0
             cursor.execute(
                 f"SELECT p.id, COUNT(*) OVER () FROM {source} ORDER BY {order} LIMIT %s OFFSET %s",
-                [*params, query.limit, query.offset],
+                [*params, query.limit + skip, query.offset - skip],
             )
             rows = cursor.fetchall()
-            if rows or query.offset == 0:
-                return SearchResult(int(rows[0][1]) if rows else 0, [int(r[0]) for r in rows])
+            if rows or query.offset == 0 or prefix:  # no row from the first one on: nothing matches
+                return SearchResult(int(rows[0][1]) if rows else 0, [int(r[0]) for r in rows[skip:]])
             return SearchResult(_count(cursor, f"SELECT COUNT(*) FROM {source}", where.params), [])
         # Without one the page comes from an index in sort order, the count from another.
         total = _count(cursor, f"SELECT COUNT(*) FROM {source}", where.params)
@@ -452,12 +480,28 @@ def _attributes(query: SearchQuery) -> Where:
 
 
 def _priced(query: SearchQuery, prep: Any) -> Where:
+    """The price range with whole bounds: prices are whole wei, and the column (a WeiField)
+    takes whole numbers only."""
     where = Where()
     if query.min_price is not None:
-        where.add("p.price >= %s", prep(query.min_price))
+        where.add("p.price >= %s", prep(Decimal(math.ceil(query.min_price))))
     if query.max_price is not None:
-        where.add("p.price <= %s", prep(query.max_price))
+        where.add("p.price <= %s", prep(Decimal(math.floor(query.max_price))))
     return where
+
+
+def _filter_rows_mysql(cursor: Any, where: Where) -> float:
+    """The optimizer's estimate of the rows its best index reads for `where` (no MATCH in it):
+    EXPLAIN, from index dives, costs a fraction of a millisecond. The product of the row
+    estimates of the outer query's tables (a tag filter joins the tag table)."""
+    cursor.execute(f"EXPLAIN SELECT p.id FROM {product_table()} p WHERE {where}", where.params)
+    names = [str(column[0]).lower() for column in cursor.description]
+    kind, rows = names.index("select_type"), names.index("rows")
+    estimate = 1.0
+    for row in cursor.fetchall():
+        if str(row[kind]).upper() in ("SIMPLE", "PRIMARY") and row[rows] is not None:
+            estimate *= float(row[rows])
+    return estimate
 
 
 # -- schema: used by the migrations and by `market-manage reindex` ------------------------------
@@ -471,10 +515,13 @@ def _facets_sql(row: str) -> str:
     A type other than the two known ones also gets "pother", so no product is taken for a file
     that is not one. tags_text joins the tags with ", " and tags hold no comma, so in its hex
     "2c20" is always a separator (in valid UTF-8 it cannot straddle two characters): replacing
-    it splits the hex into one token per tag. Prices above 2**63 are stored as REAL:
-    printf('%.0f') writes their exact integer value."""
+    it splits the hex into one token per tag. The price is a zero-padded string (WeiField);
+    migrations before the one that made it so read it as an integer or a REAL."""
     price = f"{row}.price"
-    digits = f"(CASE WHEN typeof({price}) = 'integer' THEN CAST({price} AS TEXT) ELSE printf('%.0f', {price}) END)"
+    digits = (
+        f"(CASE typeof({price}) WHEN 'integer' THEN CAST({price} AS TEXT) WHEN 'real' THEN printf('%.0f', {price}) "
+        f"ELSE coalesce(nullif(ltrim({price}, '0'), ''), '0') END)"
+    )
     length = f"printf('%02d', length({digits}))"
     buckets = " || ".join(
         f"' r{k}' || {length}" + (f" || substr({digits}, 1, {k})" if k else "") for k in range(PRICE_LEVELS + 1)

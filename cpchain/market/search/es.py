@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import secrets
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -104,8 +105,8 @@ def price_key(wei: Any) -> str:
 
 
 def signed_price(p: Product) -> int:
-    """The price from the signed listing: exact whatever the database column keeps (SQLite
-    stores a DECIMAL above 2**63 as a 15-digit REAL)."""
+    """The price from the signed listing, its source (the column, a WeiField, is exact too and
+    serves when the listing cannot be read)."""
     try:
         price = json.loads(p.canonical)["price"]
     except (ValueError, KeyError, TypeError):
@@ -268,7 +269,12 @@ class ElasticsearchBackend:
         for field, values in (("tags", query.tags), ("seller", query.sellers)):
             if values:
                 filters.append({"terms": {field: list(values)}})
-        bounds = {op: price_key(v) for op, v in (("gte", query.min_price), ("lte", query.max_price)) if v is not None}
+        # Whole bounds: prices are whole wei (a bound between two is rounded inwards).
+        bounds = {
+            op: price_key(whole(v))
+            for op, v, whole in (("gte", query.min_price, math.ceil), ("lte", query.max_price, math.floor))
+            if v is not None
+        }
         if bounds:
             filters.append({"range": {"price_key": bounds}})
         must: list[dict[str, Any]] = []

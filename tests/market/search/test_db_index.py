@@ -235,3 +235,36 @@ def test_a_rolled_back_write_leaves_no_trace_in_the_results(db_backend: Any) -> 
         assert ids(db_backend, keyword="quokka") == (0, [])  # the transaction sees its own write
         raise RuntimeError("roll back")
     assert ids(db_backend, keyword="quokka") == (1, [pk])
+
+
+def test_the_exact_price_migration_rewrites_every_price_and_the_index(db_backend: Any) -> None:
+    """SQLite: a market from before Product.price became a WeiField held prices beyond 2**63
+    as doubles. Migrating forwards rewrites each price from its signed listing, exactly, and
+    rebuilds the full-text structures, whose price buckets read the new form."""
+    if connection.vendor != "sqlite":
+        pytest.skip("on MySQL/MariaDB the column stays DECIMAL(40, 0)")
+    import json
+
+    from django.db.migrations.executor import MigrationExecutor
+
+    from cpchain.market.account.models import WalletUser
+    from cpchain.market.product.models import Product
+
+    owner = WalletUser.objects.create(address="0x" + secrets.token_hex(20), username="owner")
+    prices = {1: 2**64 + 1, 2: 2**64 + 2, 3: 7, 4: 10**18}
+    for pk, price in prices.items():
+        make(pk, owner, price=Decimal(price), canonical=json.dumps({"price": price}))
+    latest = MigrationExecutor(connection).loader.graph.leaf_nodes("product")
+    executor = MigrationExecutor(connection)
+    executor.migrate([("product", "0003_search_index")])
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT id, typeof(price) FROM product_product ORDER BY id")
+        assert dict(cursor.fetchall()) == {1: "real", 2: "real", 3: "integer", 4: "integer"}  # the old defect
+    executor = MigrationExecutor(connection)
+    executor.loader.build_graph()
+    executor.migrate(latest)
+    assert {p.pk: int(p.price) for p in Product.objects.all()} == prices
+    integrity_check()
+    assert ids(db_backend, sort="price") == (4, [3, 4, 1, 2])
+    assert ids(db_backend, keyword="survey", min_price=Decimal(2**64 + 2)) == (1, [2])
+    assert ids(db_backend, keyword="survey", min_price=Decimal(8), max_price=Decimal(2**64 + 1)) == (2, [4, 1])
