@@ -203,10 +203,13 @@ def page_params(request: Request) -> tuple[int, int]:
 def page_response(request: Request, total: int, results: list[Any], page: int, size: int) -> Response:
     """The one page shape of every list: {count, next, previous, results}."""
 
+    base, query = "", request.query_params.copy()
+
     def link(number: int) -> str:
-        query = request.query_params.copy()
+        nonlocal base  # built once: the host check and URL escaping of the path are not free
+        base = base or request.build_absolute_uri(request.path)
         query["page"] = str(number)
-        return request.build_absolute_uri(request.path + "?" + query.urlencode())
+        return f"{base}?{query.urlencode()}"  # urlencode() output is already an ASCII URI
 
     has_next = page * size < total
     return Response(
