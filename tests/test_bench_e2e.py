@@ -8,10 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.figures import figures_after_done
 from tests.test_testnet import processes_of, wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
-FIGURE = re.compile(r"(.+): (\d+(?:\.\d+)?) (s|x|MB/s|cores|runnable)")
 PARTS = ("chain (placeOrder + sellerConfirm)", "proxy fetch", "buyer data", "download + decrypt", "decrypt finish")
 
 
@@ -21,13 +21,7 @@ def test_quick_e2e_bench_prints_its_figures(isolated_home: Path) -> None:
                             text=True, timeout=120, env=env, stdin=subprocess.DEVNULL)  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Traceback" not in result.stderr, result.stderr
-    lines = result.stdout.strip().splitlines()
-    done = next(i for i, line in enumerate(lines) if line.startswith("done in "))
-    figures = {}
-    for line in lines[done + 1 :]:
-        match = FIGURE.fullmatch(line)
-        assert match, f"not a `name: value unit` line: {line!r}"
-        figures[match.group(1)] = float(match.group(2))
+    figures = figures_after_done(result.stdout, ("s", "x", "MB/s", "cores", "runnable"))
     assert not any(name.startswith("100 MiB") for name in figures)  # --quick: 10 MiB only
     total = figures["10 MiB buy to decrypted file"]
     parts = [figures[f"10 MiB {part}"] for part in PARTS]

@@ -4,13 +4,13 @@ one parseable `name: value unit` per line."""
 from __future__ import annotations
 
 import os
-import re
 import subprocess
 import sys
 from pathlib import Path
 
+from tests.figures import figures_after_done
+
 ROOT = Path(__file__).resolve().parents[2]
-FIGURE = re.compile(r"(.+): (\d+(?:\.\d+)?) (s|ms|ticks|cores)")
 
 
 def test_gui_bench_prints_its_figures(tmp_path: Path) -> None:
@@ -21,13 +21,7 @@ def test_gui_bench_prints_its_figures(tmp_path: Path) -> None:
                             text=True, timeout=120, env=env, stdin=subprocess.DEVNULL)  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Traceback" not in result.stderr, result.stderr
-    lines = result.stdout.strip().splitlines()
-    done = next(i for i, line in enumerate(lines) if line.startswith("done in "))
-    figures = {}
-    for line in lines[done + 1 :]:
-        match = FIGURE.fullmatch(line)
-        assert match, f"not a `name: value unit` line: {line!r}"
-        figures[match.group(1)] = float(match.group(2))
+    figures = figures_after_done(result.stdout, ("s", "ms", "ticks", "cores"))
     assert 0 < figures["start-up to window shown (wallet's log)"] < figures["start-up to window shown (process spawn)"]
     assert figures["2 MiB download and decrypt through the purchased-data page"] > 0
     assert figures["timer ticks during the download"] >= 1
