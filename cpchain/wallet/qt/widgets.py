@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import time
+from collections.abc import Sequence
 from decimal import Decimal
 from typing import ClassVar
 
@@ -18,6 +19,7 @@ from PyQt5.QtWidgets import (
     QLabel,
     QPushButton,
     QTableWidget,
+    QTableWidgetItem,
     QWidget,
 )
 
@@ -138,3 +140,38 @@ def read_only_table(headers: list[str], stretch: int | None = None) -> QTableWid
     else:
         columns(table).setSectionResizeMode(stretch, QHeaderView.ResizeMode.Stretch)
     return table
+
+
+Cell = str | tuple[str, str]  # text, or (text, tooltip)
+
+
+def fill_keyed_rows(table: QTableWidget, rows: Sequence[tuple[int, Sequence[Cell]]], selected: int | None) -> None:
+    """Replace a read_only_table's rows, each keyed by an id kept in its first cell, and keep
+    the row of `selected` selected (none if it is gone), without firing selection signals."""
+    table.blockSignals(True)
+    table.setRowCount(len(rows))
+    selected_row = -1
+    for row, (key, cells) in enumerate(rows):
+        for col, cell in enumerate(cells):
+            text, tip = (cell, "") if isinstance(cell, str) else cell
+            item = QTableWidgetItem(text)
+            if col == 0:
+                item.setData(Qt.ItemDataRole.UserRole, key)
+            if tip:
+                item.setToolTip(tip)
+            table.setItem(row, col, item)
+        if key == selected:
+            selected_row = row
+    if selected_row >= 0:
+        table.selectRow(selected_row)
+    else:
+        table.clearSelection()
+    table.blockSignals(False)
+
+
+def selected_key(table: QTableWidget) -> int | None:
+    """The id (fill_keyed_rows) of the selected row, None without a selection."""
+    model = table.selectionModel()
+    rows = model.selectedRows() if model is not None else []
+    item = table.item(rows[0].row(), 0) if rows else None
+    return item.data(Qt.ItemDataRole.UserRole) if item else None

@@ -22,7 +22,6 @@ from PyQt5.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QPushButton,
-    QTableWidgetItem,
     QVBoxLayout,
     QWidget,
 )
@@ -34,7 +33,7 @@ from cpchain.wallet.qt.notifications import Snapshot, countdown
 from cpchain.wallet.qt.pages import Page
 from cpchain.wallet.qt.pages.product import state_text
 from cpchain.wallet.qt.session import Opened
-from cpchain.wallet.qt.widgets import cpc, heading, read_only_table, short, when
+from cpchain.wallet.qt.widgets import Cell, cpc, fill_keyed_rows, heading, read_only_table, selected_key, short, when
 from cpchain.wallet.rules import ROLE_BUYER, ROLE_SELLER
 
 __all__ = ["ACTIONS", "COLUMNS", "ConfirmBar", "OrderAction", "OrdersPage", "action_refusal"]
@@ -238,28 +237,14 @@ class OrdersPage(Page):
     def _render(self) -> None:
         snapshot = self.snapshot
         orders = self._visible()
-        self.table.blockSignals(True)
-        self.table.setRowCount(len(orders))
-        selected_row = -1
-        for row, o in enumerate(orders):
+        rows: list[tuple[int, list[Cell]]] = []
+        for o in orders:
             counterparty = o.seller if o.role == ROLE_BUYER else o.buyer
             assert snapshot is not None
-            cells = [str(o.order_id), o.role.capitalize(), snapshot.title(o), cpc(o.price), state_text(o.state),
-                     countdown(snapshot, o)[0] or "—", short(counterparty), self._note(o)]  # fmt: skip
-            for col, text in enumerate(cells):
-                item = QTableWidgetItem(text)
-                if col == 0:
-                    item.setData(Qt.ItemDataRole.UserRole, o.order_id)
-                if col == 6:
-                    item.setToolTip(counterparty)
-                self.table.setItem(row, col, item)
-            if o.order_id == self.selected_id:
-                selected_row = row
-        if selected_row >= 0:
-            self.table.selectRow(selected_row)
-        else:
-            self.table.clearSelection()
-        self.table.blockSignals(False)
+            rows.append((o.order_id, [str(o.order_id), o.role.capitalize(), snapshot.title(o), cpc(o.price),
+                                      state_text(o.state), countdown(snapshot, o)[0] or "—",
+                                      (short(counterparty), counterparty), self._note(o)]))  # fmt: skip
+        fill_keyed_rows(self.table, rows, self.selected_id)
         if snapshot is None:
             self.summary.setText("Reading the account's orders from the chain…" if self.session.wallet else "")
         elif not snapshot.orders:
@@ -283,11 +268,9 @@ class OrdersPage(Page):
         return ""
 
     def _selection_changed(self) -> None:
-        model = self.table.selectionModel()
-        rows = model.selectedRows() if model is not None else []
-        if rows:
-            item = self.table.item(rows[0].row(), 0)
-            self.selected_id = item.data(Qt.ItemDataRole.UserRole) if item else None
+        key = selected_key(self.table)
+        if key is not None:
+            self.selected_id = key
         self.confirm_bar.cancel()
         self._show_selected()
 

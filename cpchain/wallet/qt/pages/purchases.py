@@ -29,7 +29,6 @@ from PyQt5.QtWidgets import (
     QPlainTextEdit,
     QProgressBar,
     QPushButton,
-    QTableWidgetItem,
     QVBoxLayout,
     QWidget,
 )
@@ -43,7 +42,7 @@ from cpchain.wallet.qt.pages.orders import ACTIONS, ConfirmBar, action_refusal
 from cpchain.wallet.qt.pages.product import state_text
 from cpchain.wallet.qt.progress import ProgressRelay
 from cpchain.wallet.qt.session import Opened
-from cpchain.wallet.qt.widgets import cpc, heading, read_only_table
+from cpchain.wallet.qt.widgets import cpc, fill_keyed_rows, heading, read_only_table, selected_key
 from cpchain.wallet.rules import ROLE_BUYER, rate_refusal, receive_refusal
 
 __all__ = ["COLUMNS", "IDLE_SECONDS", "PurchasesPage", "open_url", "read_records", "record_text"]
@@ -204,23 +203,12 @@ class PurchasesPage(Page):
 
     def _render(self) -> None:
         rows = self._purchases()
-        self.table.blockSignals(True)
-        self.table.setRowCount(len(rows))
-        selected_row = -1
-        for row, (order, _purchase) in enumerate(rows):
-            assert self.snapshot is not None
-            cells = [str(order.order_id), self.snapshot.title(order), cpc(order.price), state_text(order.state),
-                     self._data_text(order)]  # fmt: skip
-            for col, text in enumerate(cells):
-                item = QTableWidgetItem(text)
-                if col == 0:
-                    item.setData(Qt.ItemDataRole.UserRole, order.order_id)
-                self.table.setItem(row, col, item)
-            if order.order_id == self.selected_id:
-                selected_row = row
-        if selected_row >= 0:
-            self.table.selectRow(selected_row)
-        self.table.blockSignals(False)
+        snapshot = self.snapshot
+        cells = [
+            (o.order_id, [str(o.order_id), snapshot.title(o), cpc(o.price), state_text(o.state), self._data_text(o)])
+            for o, _purchase in rows
+        ] if snapshot else []  # fmt: skip
+        fill_keyed_rows(self.table, cells, self.selected_id)
         if self.snapshot is None:
             self.summary.setText("Reading your purchases…" if self.session.wallet else "")
         elif not rows:
@@ -256,11 +244,9 @@ class PurchasesPage(Page):
         return "ready to download" if reason is None else reason
 
     def _selection_changed(self) -> None:
-        model = self.table.selectionModel()
-        rows = model.selectedRows() if model is not None else []
-        if rows:
-            item = self.table.item(rows[0].row(), 0)
-            self.selected_id = item.data(Qt.ItemDataRole.UserRole) if item else None
+        key = selected_key(self.table)
+        if key is not None:
+            self.selected_id = key
         self.confirm_bar.cancel()
         self._show_selected()
 
