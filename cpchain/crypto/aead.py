@@ -25,7 +25,7 @@ import struct
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import BinaryIO, cast
+from typing import BinaryIO, NoReturn, cast
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -120,7 +120,7 @@ def _read_exact(src: ReadableStream, n: int) -> bytes:
     return bytes(buf)
 
 
-def _write_all(dst: WritableStream | BinaryIO, data: bytes) -> None:
+def _write_all(dst: WritableStream | BinaryIO, data: bytes | memoryview) -> None:
     """Write all of ``data``; raw streams may accept only part of it per call."""
     while data:
         n = dst.write(data)
@@ -225,6 +225,7 @@ class StreamDecryptor:
 
     def _reset(self) -> None:
         self._buffer = bytearray()
+        self._plain = bytearray()
         self._header = b""
         self._prefix = b""
         self._sealed_size = 0
@@ -255,24 +256,35 @@ class StreamDecryptor:
     def write(self, data: bytes | bytearray | memoryview) -> None:
         if self.abandoned or self._error is not None:
             return
-        self._buffer += data
+        view = memoryview(data).cast("B")
         try:
             if not self._header:
+                missing = HEADER_SIZE - len(self._buffer)
+                self._buffer += view[:missing]
+                view = view[missing:]
                 if len(self._buffer) < HEADER_SIZE:
                     return
-                self._header = bytes(self._buffer[:HEADER_SIZE])
+                self._header = bytes(self._buffer)
                 segment_size, self._prefix = _parse_header(self._header)
                 self._sealed_size = segment_size + TAG_SIZE
-                del self._buffer[:HEADER_SIZE]
+                self._buffer.clear()
                 self._consumed = HEADER_SIZE
             sealed = self._sealed_size
-            taken = 0
-            # Strictly more than one segment buffered: the first is certainly not the last.
-            while len(self._buffer) - taken > sealed:
-                self._open(bytes(self._buffer[taken : taken + sealed]), last=False)
-                taken += sealed
-            if taken:
-                del self._buffer[:taken]
+            # A segment is opened only with more bytes after it: then it is certainly not the last.
+            if self._buffer:
+                missing = sealed - len(self._buffer)
+                self._buffer += view[:missing]
+                view = view[missing:]
+                if not view:
+                    return
+                with memoryview(self._buffer) as carried:
+                    self._open_run(carried, 1)
+                self._buffer.clear()
+            # Whole segments straight from the caller's buffer (no copy); the rest is carried.
+            count = (len(view) - 1) // sealed if view else 0
+            if count:
+                self._open_run(view[: count * sealed], count)
+            self._buffer += view[count * sealed :]
         except DecryptionFailed as exc:
             self._error = exc
 
@@ -296,7 +308,7 @@ class StreamDecryptor:
                     raise MalformedCiphertext("ciphertext too short for a header")
                 if not self._buffer:
                     raise TruncatedCiphertext("ciphertext has a header but no segments")
-                self._open(bytes(self._buffer), last=True)
+                self._open_last(bytes(self._buffer))
                 self._buffer.clear()
             except DecryptionFailed as exc:
                 self._error = exc
@@ -306,27 +318,57 @@ class StreamDecryptor:
         if callable(flush):
             flush()
 
-    def _open(self, sealed: bytes, *, last: bool) -> None:
+    def _open_run(self, sealed: memoryview, count: int) -> None:
+        """Open `count` consecutive non-final segments into one reused buffer and write it.
+
+        On a failure the segments before it, all authentic, are written first (as one at a
+        time would have), then the failure is raised.
+        """
+        size = self._sealed_size - TAG_SIZE
+        if len(self._plain) < count * size:
+            self._plain = bytearray(count * size)
+        with memoryview(self._plain) as plain:
+            opened = 0
+            try:
+                for i in range(count):
+                    piece = sealed[i * self._sealed_size : (i + 1) * self._sealed_size]
+                    self._open_into(piece, plain[i * size : (i + 1) * size])
+                    opened += 1
+            finally:
+                _write_all(self._dst, plain[: opened * size])
+                self._consumed += opened * self._sealed_size
+                if opened and self._progress is not None:
+                    self._progress(self._consumed)
+
+    def _open_into(self, sealed: memoryview, out: memoryview) -> None:
         counter = self._counter
         try:
-            plaintext = self._aes.decrypt(_nonce(self._prefix, counter, last), sealed, self._header)
+            self._aes.decrypt_into(_nonce(self._prefix, counter, False), sealed, self._header, out)
         except InvalidTag:
-            # Diagnose with the opposite flag: only costs time on the failure path.
-            if _opens(self._aes, _nonce(self._prefix, counter, not last), sealed, self._header):
-                if last:
-                    raise TruncatedCiphertext(f"stream ends after segment {counter} without a final segment") from None
-                raise DecryptionFailed("unexpected data after the final segment") from None
-            raise DecryptionFailed(
-                f"segment {counter} failed authentication (wrong key, tampered, reordered or truncated data)"
-            ) from None
+            self._raise_failure(bytes(sealed), counter, last=False)
+        if counter == _MAX_COUNTER:
+            raise MalformedCiphertext("ciphertext has more than 2**32 segments")
+        self._counter = counter + 1
+
+    def _open_last(self, sealed: bytes) -> None:
+        try:
+            plaintext = self._aes.decrypt(_nonce(self._prefix, self._counter, True), sealed, self._header)
+        except InvalidTag:
+            self._raise_failure(sealed, self._counter, last=True)
         _write_all(self._dst, plaintext)
         self._consumed += len(sealed)
         if self._progress is not None:
             self._progress(self._consumed)
-        if not last:
-            if counter == _MAX_COUNTER:
-                raise MalformedCiphertext("ciphertext has more than 2**32 segments")
-            self._counter = counter + 1
+
+    def _raise_failure(self, sealed: bytes, counter: int, *, last: bool) -> NoReturn:
+        # Diagnose with the opposite flag: only costs time on the failure path.
+        if _opens(self._aes, _nonce(self._prefix, counter, not last), sealed, self._header):
+            if last:
+                raise TruncatedCiphertext(f"stream ends after segment {counter} without a final segment") from None
+            raise DecryptionFailed("unexpected data after the final segment") from None
+        raise DecryptionFailed(
+            f"segment {counter} failed authentication (wrong key, tampered, reordered or truncated data)"
+        ) from None
 
 
 def decrypt_stream(

@@ -39,7 +39,7 @@ class ReadableStream(Protocol):
 class WritableStream(Protocol):
     """Anything with a binary ``write`` (files, :class:`HashingWriter`, ``BytesIO``)."""
 
-    def write(self, data: bytes, /) -> int | None: ...
+    def write(self, data: bytes | bytearray | memoryview, /) -> int | None: ...
 
 
 def sha256_file(path: str | os.PathLike[str], progress: ProgressCallback | None = None) -> str:
@@ -97,21 +97,20 @@ class HashingWriter(_Hashing):
 
     def write(self, data: bytes | bytearray | memoryview, /) -> int:
         """Write all of ``data`` (looping over short raw writes) and hash it."""
-        buf = data if isinstance(data, bytes) else bytes(data)
-        total = len(buf)
+        view = memoryview(data).cast("B")  # no copy: a proxy's fetch passes gigabytes through here
         offset = 0
-        while offset < total:
-            chunk = buf[offset:] if offset else buf
+        while offset < len(view):
+            chunk = view[offset:]
             n = self._inner.write(chunk)
             if n is None:  # some streams return None meaning "all written"
                 n = len(chunk)
             n = min(n, len(chunk))
             if n <= 0:
                 raise OSError("underlying stream accepted no data")
-            self._hash.update(chunk[:n] if n < len(chunk) else chunk)
+            self._hash.update(chunk[:n])
             offset += n
-        self.bytes_written += total
-        return total
+        self.bytes_written += len(view)
+        return len(view)
 
     def tell(self) -> int:
         """Bytes written through this wrapper, which only ever appends."""

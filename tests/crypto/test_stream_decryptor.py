@@ -65,10 +65,13 @@ def test_a_whole_number_of_segments_keeps_the_last_one_for_finish() -> None:
     assert out.getvalue() == data and seen[-1] == len(blob)
 
 
-def test_a_tampered_segment_is_reported_by_finish_and_stops_the_output() -> None:
+@pytest.mark.parametrize("cuts", [[HEADER_SIZE + 10, 200], [], [HEADER_SIZE + 2 * (SEG + TAG_SIZE) + 1]])
+def test_a_tampered_segment_is_reported_by_finish_and_stops_the_output(cuts: list[int]) -> None:
+    """Whether the segments come one per piece or several in one (opened as a batch), the
+    authentic ones before the tampered one are written, and nothing after it."""
     blob = bytearray(encrypt(b"x" * (4 * SEG)))
     blob[HEADER_SIZE + SEG + TAG_SIZE + 5] ^= 1  # inside the second segment
-    decryptor, out = pushed(bytes(blob), [HEADER_SIZE + 10, 200])
+    decryptor, out = pushed(bytes(blob), cuts)
     assert decryptor.failed
     assert out.getvalue() == b"x" * SEG  # only the authentic first segment
     with pytest.raises(DecryptionFailed, match="segment 1 failed authentication"):
