@@ -373,7 +373,9 @@ def test_duplicated_segment() -> None:
         decrypt(header + segs[0] + segs[0] + segs[1] + segs[2])
 
 
-@pytest.mark.parametrize("extra", [b"\x00", b"garbage", os.urandom(SEG + TAG_SIZE), os.urandom(500)])
+@pytest.mark.parametrize(
+    "extra", [b"\x00", b"garbage", os.urandom(SEG + TAG_SIZE), os.urandom(500)], ids=["zero", "text", "segment", "500"]
+)
 @pytest.mark.parametrize("size", [0, 10, SEG, 3 * SEG, 3 * SEG + 1])
 def test_appended_data(extra: bytes, size: int) -> None:
     blob = encrypt(os.urandom(size))

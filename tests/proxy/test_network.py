@@ -51,7 +51,7 @@ def first_node(chain: Chain, home: Path, dht_port: int, tracker_port: int) -> su
         f'[core]\nrc_dir = "{home}"\n[chain]\nregistrar_json = "{chain.registrar}"\n'
         f'[proxy]\nboot_nodes = ["127.0.0.1:{dht_port}"]\ntracker = "127.0.0.1:{tracker_port}"\n'
         f"[proxy.discovery]\nfirst_node_dht_port = {dht_port}\nfirst_node_tracker_port = {tracker_port}\n"
-        "heartbeat_interval = 0.5\npeer_expiry = 5.0\nrpc_timeout = 2.0\n"
+        "heartbeat_interval = 0.5\npeer_expiry = 20.0\nrpc_timeout = 2.0\n"
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("CPCHAIN_")} | {"CPCHAIN_HOME": str(home)}
     with (home / "first-node.log").open("w") as log:

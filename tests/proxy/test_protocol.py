@@ -105,6 +105,7 @@ def test_a_tampered_message_is_refused_without_using_the_nonce() -> None:
         seal(ALICE, PURPOSE_BUYER, b"\x08\x01", DOMAIN),  # a Request with neither body
         seal(ALICE, PURPOSE_BUYER, b"\xff\xff\xff", DOMAIN),
     ],
+    ids=["random", "bad envelope", "no body", "bad message"],
 )
 def test_unreadable_requests_are_malformed(raw: bytes) -> None:
     with pytest.raises(ProtocolError) as info:

@@ -106,6 +106,7 @@ def test_a_fair_order_for_the_sellers_product_is_accepted() -> None:
         (replace(TERMS, desc_hash=b"\x00" * 32), PRODUCT, SELLER.address, "another description"),
         (TERMS, replace(PRODUCT, ptype=ProductType.STREAM), SELLER.address, "another description|only file"),
     ],
+    ids=["other seller", "not ours", "underpaid", "data hash", "description", "stream"],
 )
 def test_an_unfair_or_foreign_order_is_not_accepted(
     terms: OrderTerms, product: ProductDescription | None, seller: str, match: str

@@ -55,9 +55,12 @@ def market_django(tmp_path_factory: pytest.TempPathFactory, request: pytest.Fixt
     blocker = request.getfixturevalue("django_db_blocker")  # pytest-django blocks the DB once configured
     unblock = blocker.unblock() if blocker is not None else contextlib.nullcontext()
     if apps.ready:  # another suite in this process configured Django first: use its database
+        from django.core.management import call_command
         from django.db import connection
 
-        with unblock:
+        with unblock:  # migrated here too: that suite's own tests may not run in this process
+            call_command("migrate", interactive=False, verbosity=0)
+            call_command("createcachetable", verbosity=0)
             yield connection.vendor
         return
     home = tmp_path_factory.mktemp("search-market")
