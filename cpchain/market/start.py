@@ -66,8 +66,8 @@ def start(argv: list[str] | None = None) -> int:
         # gunicorn 27 opens a control socket at one fixed path in $HOME, shared by every market
         # on the machine (tests run several); the market does not use it.
         "--no-control-socket",
-        "--access-logfile",
-        "-" if config.get("logging.level").upper() == "DEBUG" else "/dev/null",
+        # An access log only at DEBUG: without one gunicorn skips formatting a line per request.
+        *(["--access-logfile", "-"] if config.get("logging.level").upper() == "DEBUG" else []),
         "--error-logfile",
         "-",
         "--log-level",
