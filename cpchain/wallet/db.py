@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from cpchain.types import OrderState, OrderTerms
-from cpchain.wallet.errors import DatabaseError, DatabaseTooNew
+from cpchain.wallet.errors import DatabaseError, DatabaseTooNew, WalletClosed
 
 __all__ = [
     "LATEST_VERSION",
@@ -289,6 +289,7 @@ class WalletDB:
     def __init__(self, path: Path, *, target_version: int = LATEST_VERSION) -> None:
         self.path = Path(path)
         self._lock = threading.RLock()
+        self._closed = False
         try:
             self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600))
@@ -309,7 +310,14 @@ class WalletDB:
 
     def close(self) -> None:
         with self._lock:
+            self._closed = True
             self._conn.close()
+
+    def _open_conn(self) -> sqlite3.Connection:
+        """The connection, or WalletClosed (typed, one line) instead of sqlite3's ProgrammingError."""
+        if self._closed:
+            raise WalletClosed(f"the wallet database {self.path.name} was closed (the wallet was locked)")
+        return self._conn
 
     def __enter__(self) -> WalletDB:
         return self
@@ -321,17 +329,18 @@ class WalletDB:
     def transaction(self) -> Iterator[sqlite3.Connection]:
         """Everything inside commits together or not at all."""
         with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
+            conn = self._open_conn()
+            conn.execute("BEGIN IMMEDIATE")
             try:
-                yield self._conn
+                yield conn
             except BaseException:
-                self._conn.execute("ROLLBACK")
+                conn.execute("ROLLBACK")
                 raise
-            self._conn.execute("COMMIT")
+            conn.execute("COMMIT")
 
     def _all(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
         with self._lock:
-            return list(self._conn.execute(sql, params).fetchall())
+            return list(self._open_conn().execute(sql, params).fetchall())
 
     def _one(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Row | None:
         rows = self._all(sql, params)

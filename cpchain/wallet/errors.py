@@ -54,6 +54,7 @@ __all__ = [
     "UnknownOrder",
     "UnknownProduct",
     "UnknownUpload",
+    "WalletClosed",
     "WalletError",
     "WrongPassword",
     "translated",
@@ -100,6 +101,11 @@ class DatabaseError(WalletError):
 
 class DatabaseTooNew(DatabaseError):
     """The database was written by a newer wallet (its schema version is unknown here)."""
+
+
+class WalletClosed(DatabaseError):
+    """The wallet was locked or closed while this ran (a background read outliving the
+    wallet it began on): nothing was read or written."""
 
 
 class UnknownUpload(WalletError):

@@ -10,7 +10,7 @@ import pytest
 
 from cpchain.types import OrderState
 from cpchain.wallet.db import LATEST_VERSION, MIGRATIONS, OrderRecord, ProductRecord, WalletDB, migrate, schema_version
-from cpchain.wallet.errors import DatabaseError, DatabaseTooNew
+from cpchain.wallet.errors import DatabaseError, DatabaseTooNew, WalletClosed, WalletError
 
 CONTRACT, ME = "0x" + "c0" * 20, "0x" + "a1" * 20
 PRICE = 10 * 10**18  # above 2**63: stored exactly
@@ -116,6 +116,21 @@ def test_a_file_that_is_not_a_database_is_a_typed_error(tmp_path: Path) -> None:
     path.write_bytes(b"not a database" * 100)
     with pytest.raises(DatabaseError):
         WalletDB(path)
+
+
+def test_a_read_or_write_after_close_is_a_typed_wallet_error(tmp_path: Path) -> None:
+    """A background read that outlives the wallet (locked or closed while it ran) gets a
+    WalletError the front ends show as one line, not sqlite3's ProgrammingError."""
+    db = WalletDB(tmp_path / "w.db")
+    db.upsert_order(order())
+    db.close()
+    with pytest.raises(WalletClosed, match="was closed") as closed:
+        db.purchases(CONTRACT, ME)
+    assert isinstance(closed.value, WalletError)
+    with pytest.raises(WalletClosed):
+        db.upsert_order(order(state=OrderState.PROXY_FETCHED))
+    with WalletDB(tmp_path / "w.db") as again:  # nothing was written after the close
+        assert [o.state for o in again.orders(CONTRACT, ME)] == [OrderState.CREATED]
 
 
 def test_chain_refreshes_keep_the_local_progress(tmp_path: Path) -> None:

@@ -21,6 +21,7 @@ from PyQt5.QtWidgets import QHBoxLayout, QLabel, QListWidget, QListWidgetItem, Q
 from cpchain.chain.lifecycle import Windows, next_deadline
 from cpchain.types import OrderState, OrderStatus
 from cpchain.wallet.db import OrderRecord, PurchaseRecord
+from cpchain.wallet.errors import WalletClosed
 from cpchain.wallet.qt.widgets import cpc, when
 from cpchain.wallet.rules import ROLE_BUYER, ROLE_SELLER, download_names, seller_refusal
 
@@ -254,6 +255,8 @@ class OrderFeed(QObject):
 
     def _failed(self, exc: BaseException) -> None:
         self._busy = False
+        if isinstance(exc, WalletClosed):  # the wallet was locked during the read: nothing to report
+            return
         message = f"Orders could not be read: {exc}"
         if message != self._error:  # once, not every few seconds while the chain is down
             self._error = message
