@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
@@ -32,6 +33,16 @@ class SearchQuery:
     sort: str = "relevance"  # one of SORTS; relevance without a keyword means newest
     offset: int = 0
     limit: int = 20
+
+    @property
+    def whole_min_price(self) -> int | None:
+        """`min_price` rounded up: prices are whole wei, so a fractional bound means the next one."""
+        return None if self.min_price is None else math.ceil(self.min_price)
+
+    @property
+    def whole_max_price(self) -> int | None:
+        """`max_price` rounded down, for the same reason."""
+        return None if self.max_price is None else math.floor(self.max_price)
 
 
 @dataclass(frozen=True)

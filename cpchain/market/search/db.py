@@ -50,7 +50,6 @@ query syntax: they are reduced to words, and all values travel as query paramete
 
 from __future__ import annotations
 
-import math
 import re
 import unicodedata
 from collections.abc import Iterable, Sequence
@@ -196,8 +195,9 @@ def price_filter(query: SearchQuery) -> PriceFilter | None:
     """The range of `query` as buckets, or None without a price filter."""
     if query.min_price is None and query.max_price is None:
         return None
-    low = max(0, math.ceil(query.min_price)) if query.min_price is not None else 0
-    high = min(MAX_PRICE, math.floor(query.max_price)) if query.max_price is not None else MAX_PRICE
+    lowest, highest = query.whole_min_price, query.whole_max_price
+    low = max(0, lowest) if lowest is not None else 0
+    high = min(MAX_PRICE, highest) if highest is not None else MAX_PRICE
     buckets: list[str] = []
     partial: list[tuple[int, int]] = []
 
@@ -221,8 +221,8 @@ def price_filter(query: SearchQuery) -> PriceFilter | None:
     return PriceFilter(
         tuple(buckets),
         tuple(partial),
-        Decimal(low) if query.min_price is not None else None,  # whole bounds: prices are whole wei
-        Decimal(high) if query.max_price is not None else None,
+        Decimal(lowest) if lowest is not None else None,
+        Decimal(highest) if highest is not None else None,
     )
 
 
@@ -480,13 +480,12 @@ def _attributes(query: SearchQuery) -> Where:
 
 
 def _priced(query: SearchQuery, prep: Any) -> Where:
-    """The price range with whole bounds: prices are whole wei, and the column (a WeiField)
-    takes whole numbers only."""
+    """The price range, with whole bounds: the column (a WeiField) takes whole numbers only."""
     where = Where()
-    if query.min_price is not None:
-        where.add("p.price >= %s", prep(Decimal(math.ceil(query.min_price))))
-    if query.max_price is not None:
-        where.add("p.price <= %s", prep(Decimal(math.floor(query.max_price))))
+    if query.whole_min_price is not None:
+        where.add("p.price >= %s", prep(Decimal(query.whole_min_price)))
+    if query.whole_max_price is not None:
+        where.add("p.price <= %s", prep(Decimal(query.whole_max_price)))
     return where
 
 

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import secrets
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -269,10 +268,9 @@ class ElasticsearchBackend:
         for field, values in (("tags", query.tags), ("seller", query.sellers)):
             if values:
                 filters.append({"terms": {field: list(values)}})
-        # Whole bounds: prices are whole wei (a bound between two is rounded inwards).
         bounds = {
-            op: price_key(whole(v))
-            for op, v, whole in (("gte", query.min_price, math.ceil), ("lte", query.max_price, math.floor))
+            op: price_key(v)
+            for op, v in (("gte", query.whole_min_price), ("lte", query.whole_max_price))
             if v is not None
         }
         if bounds:
