@@ -75,6 +75,9 @@ MAX_SEGMENT_SIZE = 16 * 1024 * 1024
 _MAX_COUNTER = 0xFFFFFFFF
 # Reads while decrypting a file: a few default segments, so memory stays O(segment).
 _DECRYPT_READ = 4 * DEFAULT_SEGMENT_SIZE
+# Plaintext decrypted per write to the destination: bounds the decryptor's buffer whatever
+# size of pieces it is fed.
+PLAIN_BATCH = 1 << 20
 
 _HEADER = struct.Struct(">8sBI7s")
 HEADER_SIZE = _HEADER.size  # 20
@@ -319,26 +322,31 @@ class StreamDecryptor:
             flush()
 
     def _open_run(self, sealed: memoryview, count: int) -> None:
-        """Open `count` consecutive non-final segments into one reused buffer and write it.
+        """Open `count` consecutive non-final segments, a batch at a time into one reused
+        buffer (at most PLAIN_BATCH bytes, whatever the caller's piece size), writing each batch.
 
         On a failure the segments before it, all authentic, are written first (as one at a
         time would have), then the failure is raised.
         """
-        size = self._sealed_size - TAG_SIZE
-        if len(self._plain) < count * size:
-            self._plain = bytearray(count * size)
+        step = self._sealed_size
+        size = step - TAG_SIZE
+        batch = min(count, max(1, PLAIN_BATCH // size))
+        if len(self._plain) < batch * size:
+            self._plain = bytearray(batch * size)
         with memoryview(self._plain) as plain:
-            opened = 0
-            try:
-                for i in range(count):
-                    piece = sealed[i * self._sealed_size : (i + 1) * self._sealed_size]
-                    self._open_into(piece, plain[i * size : (i + 1) * size])
-                    opened += 1
-            finally:
-                _write_all(self._dst, plain[: opened * size])
-                self._consumed += opened * self._sealed_size
-                if opened and self._progress is not None:
-                    self._progress(self._consumed)
+            for first in range(0, count, batch):
+                n = min(batch, count - first)
+                opened = 0
+                try:
+                    for i in range(n):
+                        at = (first + i) * step
+                        self._open_into(sealed[at : at + step], plain[i * size : (i + 1) * size])
+                        opened += 1
+                finally:
+                    _write_all(self._dst, plain[: opened * size])
+                    self._consumed += opened * step
+                    if opened and self._progress is not None:
+                        self._progress(self._consumed)
 
     def _open_into(self, sealed: memoryview, out: memoryview) -> None:
         counter = self._counter

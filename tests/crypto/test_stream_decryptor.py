@@ -17,6 +17,7 @@ from cpchain.crypto import (
     MalformedCiphertext,
     StreamDecryptor,
     TruncatedCiphertext,
+    aead,
     decrypting_to,
     encrypt_stream,
 )
@@ -65,17 +66,34 @@ def test_a_whole_number_of_segments_keeps_the_last_one_for_finish() -> None:
     assert out.getvalue() == data and seen[-1] == len(blob)
 
 
+@pytest.mark.parametrize("batch", [1 << 20, SEG, 2 * SEG], ids=["one-batch", "batch-of-1", "batch-of-2"])
 @pytest.mark.parametrize("cuts", [[HEADER_SIZE + 10, 200], [], [HEADER_SIZE + 2 * (SEG + TAG_SIZE) + 1]])
-def test_a_tampered_segment_is_reported_by_finish_and_stops_the_output(cuts: list[int]) -> None:
-    """Whether the segments come one per piece or several in one (opened as a batch), the
-    authentic ones before the tampered one are written, and nothing after it."""
-    blob = bytearray(encrypt(b"x" * (4 * SEG)))
-    blob[HEADER_SIZE + SEG + TAG_SIZE + 5] ^= 1  # inside the second segment
+def test_a_tampered_segment_is_reported_by_finish_and_stops_the_output(
+    cuts: list[int], batch: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Whether the segments come one per piece or several in one (opened in batches of any
+    size), the authentic ones before the tampered one are written, and nothing after it."""
+    monkeypatch.setattr(aead, "PLAIN_BATCH", batch)
+    blob = bytearray(encrypt(b"x" * (6 * SEG)))
+    blob[HEADER_SIZE + 2 * (SEG + TAG_SIZE) + 5] ^= 1  # inside the third segment
     decryptor, out = pushed(bytes(blob), cuts)
     assert decryptor.failed
-    assert out.getvalue() == b"x" * SEG  # only the authentic first segment
-    with pytest.raises(DecryptionFailed, match="segment 1 failed authentication"):
+    assert out.getvalue() == b"x" * (2 * SEG)  # only the authentic first two segments
+    with pytest.raises(DecryptionFailed, match="segment 2 failed authentication"):
         decryptor.finish()
+
+
+@pytest.mark.parametrize("batch", [SEG, 3 * SEG])
+def test_pieces_larger_than_a_batch_decrypt_in_order(batch: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(aead, "PLAIN_BATCH", batch)
+    data = bytes(range(256)) * 5  # 20 segments
+    seen: list[int] = []
+    out = io.BytesIO()
+    decryptor = StreamDecryptor(KEY, out, progress=seen.append)
+    blob = encrypt(data)
+    decryptor.write(blob)
+    decryptor.finish()
+    assert out.getvalue() == data and seen == sorted(seen) and seen[-1] == len(blob)
 
 
 @pytest.mark.parametrize(
